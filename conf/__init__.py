@@ -1,0 +1,1 @@
+"""Hydra configs (a package so that `python -m experiments.*` finds them installed or not)."""

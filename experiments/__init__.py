@@ -1,0 +1,2 @@
+"""Thin Hydra apps around the nst library; importing the package registers our config resolvers."""
+from experiments import resolvers as _resolvers  # noqa: F401

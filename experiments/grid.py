@@ -1,0 +1,9 @@
+"""`python -m experiments.grid`: see conf/grid.yaml."""
+import hydra
+
+from experiments.app import main
+
+app = hydra.main(version_base="1.3", config_path="../conf", config_name="grid")(main)
+
+if __name__ == "__main__":
+    app()

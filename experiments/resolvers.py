@@ -1,0 +1,44 @@
+"""OmegaConf resolvers used by conf/: embedded images and readable sweep directory names."""
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+from nst.assets import embedded
+
+SHORT = {"style_layers": "style", "content_layers": "content_layers"}
+
+
+def format_value(text: str) -> str:
+    """An override's value made readable in a directory name: 1e3 -> 1e+03, [0,1,2] -> 0-1-2, a/b.jpg -> b."""
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        return "-".join(format_value(t) for t in text[1:-1].split(",") if t.strip()) or "none"
+    try:
+        number = float(text)
+    except ValueError:
+        return text.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] if "/" in text else text
+    if number.is_integer() and abs(number) < 1000 and "e" not in text.lower():
+        return str(int(number))
+    short = f"{number:.0e}"
+    return short if float(short) == number else f"{number:g}"
+
+
+def sweep_dirname(overrides: list[str]) -> str:
+    """A job directory name from its overrides, e.g. "beta=1e+03,style=0-1-2"; hydra.* keys are left out."""
+    parts = []
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        if key.startswith("hydra.") or key in ("images_root", "progress"):
+            continue
+        parts.append(f"{SHORT.get(key, key)}={format_value(value)}")
+    return ",".join(sorted(parts)) or "job"
+
+
+def register() -> None:
+    """Register the resolvers once (safe to call again)."""
+    for name, fn in {"embedded": lambda name: str(embedded(name)), "sweep_dirname": sweep_dirname}.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register()

@@ -1,0 +1,100 @@
+"""The optimisation loop: image pixels optimised by L-BFGS (or Adam); progress reported through a callback."""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+
+from nst.transfer import Terms
+
+OPTIMIZERS = ("lbfgs", "adam")
+
+
+class NonFiniteLoss(ArithmeticError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Progress:
+    """The state after one iteration; `terms` are the loss terms evaluated during it (before its update)."""
+
+    iteration: int
+    evaluations: int
+    seconds: float
+    terms: dict[str, float]
+
+
+@dataclass
+class Result:
+    """The optimised image (network input space) and how it got there; `terms` are evaluated at the image."""
+
+    image: torch.Tensor
+    terms: dict[str, float]
+    iterations: int
+    evaluations: int
+    seconds: float
+    history: list[Progress] = field(default_factory=list)
+
+
+def numbers(terms: Terms) -> dict[str, float]:
+    """Every term of an evaluation as floats, read back from the device in one transfer."""
+    names = ["total_loss", "content_loss", "style_loss"]
+    names += [f"content/{k}" for k in terms.content_layers] + [f"style/{k}" for k in terms.style_layers]
+    values = [terms.total, terms.content, terms.style, *terms.content_layers.values(), *terms.style_layers.values()]
+    return dict(zip(names, torch.stack([v.detach().float() for v in values]).tolist()))
+
+
+def make_optimizer(name: str, params: list[torch.Tensor], *, lr: float, history_size: int = 100,
+                   line_search: str | None = None) -> torch.optim.Optimizer:
+    """L-BFGS taking one iteration per step() call (so each iteration can be reported), or Adam."""
+    if name == "lbfgs":
+        # tolerances 0: run exactly `steps` iterations, as the paper's fixed-budget runs do
+        return torch.optim.LBFGS(params, lr=lr, max_iter=1, history_size=history_size, line_search_fn=line_search,
+                                 tolerance_grad=0.0, tolerance_change=0.0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"optimizer {name!r} is not one of {list(OPTIMIZERS)}")
+
+
+def optimise(model: Callable[[torch.Tensor], Terms], init: torch.Tensor, *, steps: int, optimizer: str = "lbfgs",
+             lr: float = 1.0, history_size: int = 100, line_search: str | None = None,
+             autocast: torch.dtype | None = None, callback: Callable[[Progress], None] | None = None) -> Result:
+    """Minimise model(image).total over the image's pixels for `steps` iterations, starting from `init`."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps {steps!r} must be an integer >= 0")
+    x = init.detach().clone().requires_grad_(True)
+    opt = make_optimizer(optimizer, [x], lr=lr, history_size=history_size, line_search=line_search)
+    cast = torch.autocast(x.device.type, dtype=autocast) if autocast is not None else nullcontext()
+    evaluations, last = 0, None
+
+    def closure() -> torch.Tensor:
+        nonlocal evaluations, last
+        opt.zero_grad(set_to_none=True)
+        with cast:
+            terms = model(x)
+        terms.total.backward()
+        evaluations += 1
+        last = terms
+        return terms.total
+
+    history: list[Progress] = []
+    start = time.perf_counter()
+    for iteration in range(1, steps + 1):
+        opt.step(closure)
+        terms = numbers(last)
+        if not math.isfinite(terms["total_loss"]):
+            raise NonFiniteLoss(f"loss became {terms['total_loss']} at iteration {iteration}; "
+                                "lower the learning rate or the loss weights")
+        history.append(Progress(iteration, evaluations, time.perf_counter() - start, terms))
+        if callback is not None:
+            callback(history[-1])
+    seconds = time.perf_counter() - start
+    with torch.no_grad(), cast:
+        final = numbers(model(x))
+    if not math.isfinite(final["total_loss"]):
+        raise NonFiniteLoss(f"loss became {final['total_loss']} at the final image")
+    return Result(x.detach(), final, steps, evaluations, seconds, history)

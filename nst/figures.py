@@ -1,0 +1,150 @@
+"""Figures of a sweep (the only module that imports matplotlib): parameter grid, reconstruction strip, loss curves."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from nst.report import axes, sort_key  # noqa: E402
+
+LABELS = {"beta": "β", "alpha": "α", "ratio": "α/β", "style_layers": "style layers", "content_layers": "content layers"}
+CELL = 1.9  # inches per image column
+
+
+def _value_label(key: str, value) -> str:
+    if isinstance(value, float):
+        value = f"{value:.0e}" if value and (abs(value) >= 1e3 or abs(value) < 1e-2) else f"{value:g}"
+    return f"{LABELS.get(key, key)} = {value}"
+
+
+def _layers_label(row: pd.Series, key: str) -> str:
+    names = row.get(f"{key[:-7]}_layer_names") if key.endswith("_layers") else None
+    names = names if isinstance(names, str) and names else str(row[key])
+    parts = names.split(",")
+    return "\n".join(", ".join(parts[i:i + 2]) for i in range(0, len(parts), 2))
+
+
+def _show(ax, path: Path | None, title: str = "", *, failed: str | None = None) -> None:
+    ax.set_xticks([]), ax.set_yticks([])
+    if path is not None and path.is_file():
+        ax.imshow(np.asarray(Image.open(path).convert("RGB")), aspect="equal", interpolation="lanczos")
+    else:
+        ax.set_facecolor("#f3d6d6")
+        ax.plot([0, 1], [0, 1], color="#b22", lw=1.5, transform=ax.transAxes)
+        ax.plot([0, 1], [1, 0], color="#b22", lw=1.5, transform=ax.transAxes)
+        ax.text(0.5, 0.5, (failed or "failed")[:40], ha="center", va="center", fontsize=7, color="#700",
+                transform=ax.transAxes, wrap=True, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def _aspect(df: pd.DataFrame, sweep_dir: Path) -> float:
+    for rel in df["result"]:
+        if rel:
+            w, h = Image.open(sweep_dir / rel).size
+            return h / w
+    return 0.75
+
+
+def _save(fig, out: Path) -> list[Path]:
+    paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None, style: str | None = None) -> list[Path]:
+    """grid.png/pdf: results in rows x columns of the sweep's two axes, content and style shown alongside."""
+    sweep_dir = Path(sweep_dir)
+    rows_key, cols_key = axes(df)
+    if rows_key is None or cols_key is None:
+        raise ValueError(f"a grid needs two swept keys; this sweep varies {df.attrs.get('swept')}")
+    rows = sorted(df[rows_key].unique(), key=sort_key)
+    cols = sorted(df[cols_key].unique(), key=sort_key)
+    aspect = _aspect(df, sweep_dir)
+    fig = plt.figure(figsize=(CELL * (len(cols) + 1.5), CELL * aspect * len(rows) + 0.9))
+    left, right = fig.subfigures(1, 2, width_ratios=[1.2, len(cols)], wspace=0.02)
+    side = left.subplots(2, 1)
+    _show(side[0], Path(content) if content else None, "content")
+    _show(side[1], Path(style) if style else None, "style")
+    cells = right.subplots(len(rows), len(cols), squeeze=False)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = cells[i][j]
+            match = df[(df[rows_key] == r) & (df[cols_key] == c)]
+            job = match.iloc[0] if len(match) else None
+            ok = job is not None and job["status"] == "ok" and job["result"]
+            _show(ax, sweep_dir / job["result"] if ok else None,
+                  failed=None if job is None else f"{job['status']}: {job.get('error') or ''}")
+            if i == 0:
+                ax.set_title(_value_label(cols_key, c), fontsize=9)
+            if j == 0:
+                ax.set_ylabel(_layers_label(match.iloc[0], rows_key) if job is not None else str(r), fontsize=7)
+    right.suptitle(f"rows: {LABELS.get(rows_key, rows_key)}, columns: {LABELS.get(cols_key, cols_key)}", fontsize=10)
+    return _save(fig, sweep_dir / "grid")
+
+
+def strip(df: pd.DataFrame, sweep_dir: str | Path, key: str) -> list[Path]:
+    """strip.png/pdf: one labelled image per job along one swept key (e.g. reconstructions per layer)."""
+    sweep_dir = Path(sweep_dir)
+    df = df.sort_values(key, key=lambda col: col.map(sort_key))
+    aspect = _aspect(df, sweep_dir)
+    fig, axs = plt.subplots(1, len(df), figsize=(CELL * len(df), CELL * aspect + 0.8), squeeze=False)
+    for ax, (_, job) in zip(axs[0], df.iterrows()):
+        ok = job["status"] == "ok" and job["result"]
+        label = _layers_label(job, key) if key.endswith("_layers") else _value_label(key, job[key])
+        _show(ax, sweep_dir / job["result"] if ok else None, label,
+              failed=f"{job['status']}: {job.get('error') or ''}")
+    return _save(fig, sweep_dir / "strip")
+
+
+def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
+    """losses.png/pdf: total, content and style loss per iteration of every job (log scale)."""
+    sweep_dir = Path(sweep_dir)
+    fig, axs = plt.subplots(1, 3, figsize=(15, 4.2))
+    for _, job in df.iterrows():
+        path = sweep_dir / job["job"] / "history.csv"
+        if not path.is_file():
+            continue
+        h = pd.read_csv(path)
+        for ax, col in zip(axs, ("total_loss", "content_loss", "style_loss")):
+            if col in h and (h[col] > 0).any():
+                ax.plot(h["iteration"], h[col], lw=1, label=job["job"])
+    for ax, col in zip(axs, ("total", "content", "style")):
+        ax.set(title=f"{col} loss", xlabel="iteration", yscale="log")
+        ax.grid(alpha=0.3)
+    handles, labels = axs[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=6,
+                   bbox_to_anchor=(0.5, -0.02 - 0.025 * math.ceil(len(labels) / 5)))
+    return _save(fig, sweep_dir / "losses")
+
+
+def all_figures(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
+    """The figures a sweep calls for: a grid for two axes, a strip for one, loss curves always."""
+    sweep_dir = Path(sweep_dir)
+    rows_key, cols_key = axes(df)
+    cfg_paths = {}
+    for rel in df["job"]:
+        m = sweep_dir / rel / "metrics.json"
+        if m.is_file():
+            c = json.loads(m.read_text()).get("config") or {}
+            style = c.get("style")
+            cfg_paths = {"content": c.get("content"), "style": style[0] if isinstance(style, list) else style}
+            break
+    out = []
+    if rows_key and cols_key:
+        out += grid(df, sweep_dir, **cfg_paths)
+    elif rows_key or df.attrs.get("swept"):
+        out += strip(df, sweep_dir, rows_key or df.attrs["swept"][0])
+    out += losses(df, sweep_dir)
+    return out
