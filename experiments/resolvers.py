@@ -5,8 +5,6 @@ from omegaconf import OmegaConf
 
 from nst.assets import embedded
 
-SHORT = {"style_layers": "style", "content_layers": "content_layers"}
-
 
 def format_value(text: str) -> str:
     """An override's value made readable in a directory name: 1e3 -> 1e+03, [0,1,2] -> 0-1-2, a/b.jpg -> b."""
@@ -24,13 +22,13 @@ def format_value(text: str) -> str:
 
 
 def sweep_dirname(overrides: list[str]) -> str:
-    """A job directory name from its overrides, e.g. "beta=1e+03,style=0-1-2"; hydra.* keys are left out."""
+    """A job directory name from its overrides, e.g. "beta=1e+03,style_layers=0-1-2"; hydra.* keys are left out."""
     parts = []
     for item in overrides:
         key, _, value = item.lstrip("+~").partition("=")
         if key.startswith("hydra.") or key in ("images_root", "progress"):
             continue
-        parts.append(f"{SHORT.get(key, key)}={format_value(value)}")
+        parts.append(f"{key}={format_value(value)}")
     return ",".join(sorted(parts)) or "job"
 
 
