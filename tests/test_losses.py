@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from nst import losses
+
+
+def seeded(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_gram_equals_loop_definition():
+    f = seeded(1, 4, 3, 5)
+    flat = f[0].reshape(4, -1)
+    expected = torch.tensor([[sum(flat[i, k] * flat[j, k] for k in range(15)) for j in range(4)] for i in range(4)])
+    torch.testing.assert_close(losses.gram(f)[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gram_ignores_pixel_order():
+    f = seeded(1, 6, 4, 4)
+    perm = torch.randperm(16, generator=torch.Generator().manual_seed(1))
+    shuffled = f.flatten(2)[..., perm].reshape(f.shape)
+    torch.testing.assert_close(losses.gram(f), losses.gram(shuffled), rtol=1e-5, atol=1e-4)
+
+
+def test_content_conventions():
+    f, p = seeded(1, 8, 5, 5, seed=1), seeded(1, 8, 5, 5, seed=2)
+    diff2 = [(a - b) ** 2 for a, b in zip(f.flatten().tolist(), p.flatten().tolist())]
+    assert losses.content_paper(f, p).item() == pytest.approx(0.5 * sum(diff2), rel=1e-5)
+    assert losses.content_seed(f, p).item() == pytest.approx(sum(diff2) / len(diff2), rel=1e-5)
+    assert losses.content_paper(f, f).item() == 0 and losses.content_seed(f, f).item() == 0
+
+
+def test_style_conventions():
+    f, s = seeded(1, 6, 4, 3, seed=3), seeded(1, 6, 4, 3, seed=4)
+    g, a = losses.gram(f), losses.gram(s)
+    n, m = 6, 12
+    sq = sum(v * v for v in (g - a).flatten().tolist())
+    assert losses.style_paper(g, a, n, m).item() == pytest.approx(sq / (4 * n**2 * m**2), rel=1e-5)
+    assert losses.style_seed(g, a, n, m).item() == pytest.approx(
+        losses.SEED_STYLE_SCALE * sq / (n**4 * m**2), rel=1e-5)
+    assert losses.style_paper(g, g, n, m).item() == 0
+
+
+def test_unknown_convention():
+    with pytest.raises(ValueError, match="'gatys'.*paper.*seed"):
+        losses.convention("gatys")
