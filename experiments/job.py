@@ -150,7 +150,7 @@ def run_job(cfg: DictConfig | dict, out_dir: str | Path) -> dict[str, Any]:
     bar = tqdm(total=c["steps"], disable=not c.get("progress", True), desc=out_dir.name, leave=False)
 
     def report(p: Progress) -> None:
-        bar.update(1)
+        bar.update(p.iteration - bar.n)
         bar.set_postfix(loss=f"{p.terms['total_loss']:.4g}")
 
     try:

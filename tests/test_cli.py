@@ -1,0 +1,138 @@
+"""The real command lines: one job, bad input, sweeps, reports and figures, in temporary directories."""
+import json
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.conftest import COMPOSITION_VII, ROOT, TUBINGEN, run_cli
+
+TINY = ["size=32", "steps=2", "progress=false"]
+
+
+def test_one_job_is_deterministic_and_records_everything(tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        r = run_cli("experiments.transfer", *TINY, "steps=5", f"hydra.run.dir={tmp_path / name}")
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs.append(tmp_path / name)
+    assert (outs[0] / "result.png").read_bytes() == (outs[1] / "result.png").read_bytes()
+    m = json.loads((outs[0] / "metrics.json").read_text())
+    for key in ("content_loss", "style_loss", "total_loss", "content/relu3_1", "style/relu1_1", "steps",
+                "evaluations", "seconds", "seconds_per_iteration", "device", "seed", "width", "height"):
+        assert key in m, key
+    assert m["status"] == "ok" and m["steps"] == 5 and m["evaluations"] >= 5 and m["versions"]["torch"]
+    assert m["config"]["content"].endswith("grace_hopper.jpg") and m["device"] == "cpu"
+    assert m["total_loss"] == pytest.approx(m["content_loss"] + 1e4 * m["style_loss"], rel=1e-5)
+    history = pd.read_csv(outs[0] / "history.csv")
+    assert list(history["iteration"]) == list(range(6)) and history["total_loss"].iloc[-1] == m["total_loss"]
+    assert Image.open(outs[0] / "result.png").size == (m["width"], m["height"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("content=/nope/missing.jpg", "image '/nope/missing.jpg' does not exist"),
+    ("style_layers=[0,16]", "layer index 16 is out of range; valid: conv indices 0..15"),
+    ("content_layers=[relu9_9]", "unknown layer 'relu9_9'"),
+    ("beta=-5", "beta -5 must be a finite number >= 0"),
+    ("alpha=nan", "alpha nan must be a finite number >= 0"),
+    ("size=3", "too small for layers"),
+    ("device=cuda:7", "CUDA is not available"),
+])
+def test_bad_input_is_one_line_error(tmp_path, override, message):
+    r = run_cli("experiments.transfer", *TINY, override, f"hydra.run.dir={tmp_path}")
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], r.stderr[-1500:]
+
+
+def test_grid_multirun_report_and_figure(tmp_path):
+    sweep = tmp_path / "grid"
+    r = run_cli("experiments.grid", *TINY, f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    jobs = [d for d in sweep.iterdir() if d.is_dir() and (d / "result.png").is_file()]
+    assert len(jobs) == 25
+    assert all((d / n).is_file() for d in jobs for n in ("metrics.json", "history.csv", "config.yaml"))
+    assert (sweep / "beta=1e+03,size=32,steps=2,style_layers=0-1-2").is_dir()
+    report = pd.read_csv(sweep / "report.csv")
+    assert len(report) == 25 and set(report["status"]) == {"ok"}
+    assert sorted(report["beta"].unique()) == [1e2, 1e3, 1e4, 1e5, 1e6]
+    assert set(report["style_layers"]) == {"0", "0,1", "0,1,2", "0,1,2,3", "0,1,2,3,4"}
+    for col in ("content_loss", "style_loss", "total_loss", "style/relu1_1", "steps", "evaluations", "seconds",
+                "seconds_per_iteration", "device", "result", "content_layers", "alpha"):
+        assert col in report, col
+    assert pd.read_csv(sweep / "pivot_style_loss.csv", index_col=0).shape == (5, 5)
+    assert (sweep / "grid.png").is_file() and (sweep / "grid.pdf").is_file() and (sweep / "losses.png").is_file()
+    big = Image.open(sweep / "grid.png").size
+
+    # the report is rebuilt from disk alone, identically
+    before = (sweep / "report.csv").read_bytes()
+    (sweep / "report.csv").unlink()
+    r = run_cli("experiments.report", str(sweep))
+    assert r.returncode == 0, r.stderr
+    assert (sweep / "report.csv").read_bytes() == before
+
+    # a narrowed sweep keeps its own shape: a 2 x 2 figure
+    small = tmp_path / "small"
+    r = run_cli("experiments.grid", *TINY, "beta=1e3,1e5", "style_layers=[0],[0,1]", f"hydra.sweep.dir={small}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert pd.read_csv(small / "pivot_content_loss.csv", index_col=0).shape == (2, 2)
+    w, h = Image.open(small / "grid.png").size
+    assert w < big[0] * 0.7 and h < big[1] * 0.7
+
+
+def test_failed_job_is_reported_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = run_cli("experiments.transfer", "-m", *TINY, "style_layers=[0],[99]", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = pd.read_csv(sweep / "report.csv", dtype={"style_layers": str}).set_index("style_layers")
+    assert report.loc["0", "status"] == "ok"
+    assert report.loc["99", "status"] == "failed" and "layer index 99" in report.loc["99", "error"]
+    assert (sweep / "strip.png").is_file()
+
+
+def test_figures_command_and_reconstruction_strip(tmp_path):
+    sweep = tmp_path / "content"
+    r = run_cli("experiments.content_reconstruction", *TINY, "content_layers=[0],[3]", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (sweep / "strip.png").unlink()
+    r = run_cli("experiments.figures", str(sweep))
+    assert r.returncode == 0 and (sweep / "strip.png").is_file()
+    assert run_cli("experiments.report", str(tmp_path / "nothing")).returncode == 2
+
+
+@pytest.mark.slow
+def test_seed_grid_runs_from_content_to_style(tmp_path):
+    """Calibration: along each row of the seed grid, content loss rises and style loss falls with beta."""
+    sweep = tmp_path / "cal"
+    r = run_cli("experiments.grid", "size=96", "steps=60", "progress=false", f"content={TUBINGEN}",
+                f"style={COMPOSITION_VII}", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = pd.read_csv(sweep / "report.csv")
+    assert len(report) == 25 and set(report["status"]) == {"ok"}
+    for layers, row in report.groupby("style_layers"):
+        rho_content = row["beta"].rank().corr(row["content_loss"].rank())
+        rho_style = row["beta"].rank().corr(row["style_loss"].rank())
+        assert rho_content >= 0.8 and rho_style <= -0.8, (layers, rho_content, rho_style)
+
+
+def test_every_preset_composes():
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    import experiments  # noqa: F401  (registers the resolvers)
+
+    presets = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    assert len(presets) >= 4
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module="conf", version_base="1.3"):
+            for name in presets:
+                cfg = compose("config", overrides=[f"experiment={name}", "images_root=/data"], return_hydra_config=True)
+                assert cfg.loss == "paper" and cfg.pooling == "avg", name
+                assert str(cfg.content).startswith("/data/") or str(cfg.style).startswith("/data/"), name
+                assert cfg.hydra.sweeper.params, name
+            fig2 = compose("config", overrides=["experiment=paper_fig2", "painting=starry_night"])
+            assert fig2.ratio == 8e-4 and fig2.style.endswith("starry_night.jpg")
+    finally:
+        GlobalHydra.instance().clear()
