@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from experiments.job import run_job, write_failure
+from experiments.job import finished, run_job, write_failure
 from nst.engine import NonFiniteLoss
 
 log = logging.getLogger("nst")
@@ -22,6 +22,10 @@ def main(cfg: DictConfig) -> float | None:
     out = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     try:
+        done = finished(cfg, out)
+        if done is not None:  # resume: a re-run sweep redoes only missing or failed jobs
+            log.info("job %s is complete, skipped", out.name)
+            return done["total_loss"]
         return run_job(cfg, out)["total_loss"]
     except Exception as e:
         write_failure(cfg, out, e)

@@ -176,6 +176,17 @@ def run_job(cfg: DictConfig | dict, out_dir: str | Path) -> dict[str, Any]:
     return metrics
 
 
+def finished(cfg: DictConfig | dict, out_dir: str | Path) -> dict[str, Any] | None:
+    """The metrics of a job already completed in out_dir for this same resolved config, else None (resume)."""
+    path = Path(out_dir) / "metrics.json"
+    if not path.is_file() or not (Path(out_dir) / "result.png").is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    same = {k: v for k, v in (metrics.get("config") or {}).items() if k != "progress"} == \
+        {k: v for k, v in settings(cfg).items() if k != "progress"}
+    return metrics if metrics.get("status") == "ok" and same else None
+
+
 def write_failure(cfg: DictConfig | dict, out_dir: str | Path, error: BaseException) -> dict[str, Any]:
     """Record a failed job in metrics.json (status "failed" with the error) so reports show it."""
     try:

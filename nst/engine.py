@@ -97,15 +97,26 @@ def optimise(model: Callable[[torch.Tensor], Terms], init: torch.Tensor, *, step
             emit(pending)
         pending = now
 
+    scale: float | None = None
+
     def closure() -> torch.Tensor:
-        nonlocal evaluations
+        nonlocal evaluations, scale
         opt.zero_grad(set_to_none=True)
         with cast:
             terms = model(x)
-        terms.total.backward()
         evaluations += 1
         record(numbers(terms))
-        return terms.total
+        # The optimiser sees L / c with c = max(1, |g_0|_1), the L1 norm of the first gradient. torch's L-BFGS is
+        # invariant to this scaling (its first step g/|g|_1 and every later one are unchanged in exact arithmetic)
+        # but the strong-Wolfe cubic interpolation overflows fp32 on the paper convention's ~1e14 losses
+        # (measured: a NaN step in iteration 1 at 128 px); scaled, the numbers stay moderate.
+        loss = terms.total if scale is None else terms.total / scale
+        loss.backward()
+        if scale is None:
+            scale = max(1.0, x.grad.abs().sum().item())
+            x.grad.div_(scale)
+            loss = loss.detach() / scale
+        return loss
 
     if steps and optimizer == "lbfgs":
         opt.step(closure)

@@ -136,3 +136,36 @@ def test_every_preset_composes():
             assert fig2.ratio == 8e-4 and fig2.style.endswith("starry_night.jpg")
     finally:
         GlobalHydra.instance().clear()
+
+
+def test_killed_sweep_resumes_without_touching_finished_jobs(tmp_path):
+    """SIGKILL a sweep mid-way, re-run it into the same directory: finished jobs are kept as they were."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "-m", "experiments.grid", "size=48", "steps=15", "progress=false",
+            f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while len(list(sweep.glob("*/metrics.json"))) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    outputs = ("result.png", "metrics.json", "history.csv", "config.yaml")  # Hydra's own <job>.log is appended
+    done = {p.parent: {name: (p.parent / name).stat().st_mtime_ns for name in outputs}
+            for p in sweep.glob("*/metrics.json")}
+    assert 3 <= len(done) < 25
+    assert all(json.loads((d / "metrics.json").read_text())["status"] == "ok" for d in done)
+
+    r = run_cli("experiments.grid", "size=48", "steps=15", "progress=false", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = pd.read_csv(sweep / "report.csv")
+    assert len(report) == 25 and set(report["status"]) == {"ok"}
+    for d, files in done.items():
+        assert {name: (d / name).stat().st_mtime_ns for name in files} == files, d.name
+    assert r.stdout.count("complete, skipped") + r.stderr.count("complete, skipped") == len(done)
