@@ -61,11 +61,17 @@ def cached_image(path: str, size: tuple[int, int]) -> torch.Tensor:
     return load_image(path, size)
 
 
+@lru_cache(maxsize=32)
+def native_size(path: str) -> tuple[int, int]:
+    """(width, height) of an image file, read once per process."""
+    return read_image(path).size
+
+
 def image_size(path: str, long_side: int) -> tuple[int, int]:
     """(width, height) of an image scaled to the given long side."""
     if isinstance(long_side, bool) or not isinstance(long_side, int) or long_side < 1:
         raise ValueError(f"size {long_side!r} must be a positive integer (pixels on the long side)")
-    return fit_long_side(*read_image(path).size, long_side)
+    return fit_long_side(*native_size(str(path)), long_side)
 
 
 def as_list(value: Any) -> list:
