@@ -21,7 +21,7 @@ CELL = 1.9  # inches per image column
 
 def _value_label(key: str, value) -> str:
     if isinstance(value, float):
-        value = f"{value:.0e}" if value and (abs(value) >= 1e3 or abs(value) < 1e-2) else f"{value:g}"
+        value = f"{value:.0e}" if value and (abs(value) >= 1e3 or abs(value) < 1) else f"{value:g}"
     return f"{LABELS.get(key, key)} = {value}"
 
 
