@@ -118,11 +118,13 @@ def optimise(model: Callable[[torch.Tensor], Terms], init: torch.Tensor, *, step
             loss = loss.detach() / scale
         return loss
 
-    if steps and optimizer == "lbfgs":
-        opt.step(closure)
-    for adam_iteration in range(steps if optimizer == "adam" else 0):
-        opt.step(closure)
-    adam_iteration = steps
+    if optimizer == "lbfgs":
+        if steps:
+            opt.step(closure)  # all iterations in one call; L-BFGS counts them in its state
+    else:
+        for adam_iteration in range(steps):
+            opt.step(closure)
+        adam_iteration = steps  # the final image is after the last step
     seconds = time.perf_counter() - start
     with torch.no_grad(), cast:
         final = numbers(model(x))
