@@ -1,8 +1,10 @@
 """Seconds per L-BFGS iteration for the paper layer set, next to the floor and to pastiche's command line.
 
-    python benchmarks/iteration.py [--sizes 128 256 512] [--steps 20] [--repeats 3]
+    python benchmarks/iteration.py [--sizes 128 256 512] [--steps 10] [--repeats 3] [--bf16-steps 2]
 
 paper layer set: content relu4_2, style relu1_1 ... relu5_1 (Gatys 2016 Sec. 3), tubingen + composition_vii.
+ours: our engine with its default strong-Wolfe line search (s/iteration and s/evaluation) and with
+optimizer.line_search=null ("plain": one evaluation per iteration, as pastiche and jcjohnson's L-BFGS).
 floor: one forward + input-gradient backward of the same truncated VGG19, no losses.
 pastiche: `pastiche --device cpu --size S --num-steps N --random-init`; its per-step time is
 (wall(N) - wall(0)) / N, which removes its start-up. Its L-BFGS makes exactly one evaluation per step.
@@ -34,14 +36,16 @@ CONTENT_LAYERS = ["relu4_2"]
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 
 
-def ours(net, prep, size: int, steps: int, precision: str = "fp32") -> tuple[float, float]:
+def ours(net, prep, size: int, steps: int, precision: str = "fp32",
+         line_search: str | None = "strong_wolfe") -> tuple[float, float]:
     """(seconds per iteration, seconds per evaluation) of our engine."""
     c = load_image(CONTENT, size)
     s = load_image(STYLE, (c.shape[-1], c.shape[-2]))
     model = StyleTransfer(net, prep(c), prep(s), content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS,
                           alpha=1, beta=1e3, convention="paper")
     init = prep(0.5 + 0.1 * torch.randn(c.shape, generator=torch.Generator().manual_seed(0)))
-    r = optimise(model, init, steps=steps, autocast=torch.bfloat16 if precision == "bf16" else None)
+    r = optimise(model, init, steps=steps, autocast=torch.bfloat16 if precision == "bf16" else None,
+                 line_search=line_search)
     return r.seconds / r.iterations, r.seconds / r.evaluations
 
 
@@ -73,28 +77,33 @@ def pastiche(size: int, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-pastiche", action="store_true")
-    parser.add_argument("--bf16", action="store_true", help="also time precision=bf16")
+    parser.add_argument("--bf16-steps", type=int, default=0,
+                        help="also time precision=bf16 (plain L-BFGS) for this many iterations; emulated, so very "
+                             "slow on CPUs without AVX512-BF16/AMX")
     args = parser.parse_args()
     net, prep = vgg19(pooling="max")
-    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    head = "size  ours s/it  ours s/eval  floor s  ours/floor"
-    head += "" if args.no_pastiche else "  pastiche s/it  pastiche/ours"
-    head += "  bf16 s/it  fp32/bf16" if args.bf16 else ""
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, {args.steps} iterations, median of {args.repeats}")
+    head = "size  floor s  ours s/eval  eval/floor  ours s/it  it/floor  plain s/it  plain/floor"
+    head += "" if args.no_pastiche else "  pastiche s/it  pastiche/plain"
+    head += "  bf16 s/it  bf16/fp32 plain" if args.bf16_steps else ""
     print(head)
     for size in args.sizes:
+        fl = statistics.median(floor(net, size, args.steps) for _ in range(args.repeats))
         runs = [ours(net, prep, size, args.steps) for _ in range(args.repeats)]
         it, ev = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-        fl = statistics.median(floor(net, size, args.steps) for _ in range(args.repeats))
-        line = f"{size:4d}  {it:10.4f}  {ev:11.4f}  {fl:7.4f}  {it / fl:10.2f}"
+        plain = statistics.median(ours(net, prep, size, args.steps, line_search=None)[0] for _ in range(args.repeats))
+        line = f"{size:4d}  {fl:7.4f}  {ev:11.4f}  {ev / fl:10.2f}  {it:9.4f}  {it / fl:8.2f}  {plain:10.4f}  " \
+               f"{plain / fl:11.2f}"
         if not args.no_pastiche:
             pa = statistics.median(pastiche(size, args.steps) for _ in range(args.repeats))
-            line += f"  {pa:13.4f}  {pa / it:13.2f}"
-        if args.bf16:
-            b = statistics.median(ours(net, prep, size, args.steps, "bf16")[0] for _ in range(args.repeats))
-            line += f"  {b:9.4f}  {it / b:9.2f}"
+            line += f"  {pa:13.4f}  {pa / plain:14.2f}"
+        if args.bf16_steps:
+            b = ours(net, prep, size, args.bf16_steps, "bf16", line_search=None)[0]
+            line += f"  {b:9.4f}  {b / plain:15.2f}"
         print(line, flush=True)
 
 

@@ -42,9 +42,10 @@ class Result:
 
 def numbers(terms: Terms) -> dict[str, float]:
     """Every term of an evaluation as floats, read back from the device in one transfer."""
-    names = ["total_loss", "content_loss", "style_loss"]
+    names = ["total_loss", "content_loss", "style_loss", "tv_loss"]
     names += [f"content/{k}" for k in terms.content_layers] + [f"style/{k}" for k in terms.style_layers]
-    values = [terms.total, terms.content, terms.style, *terms.content_layers.values(), *terms.style_layers.values()]
+    values = [terms.total, terms.content, terms.style, terms.tv, *terms.content_layers.values(),
+              *terms.style_layers.values()]
     return dict(zip(names, torch.stack([v.detach().float() for v in values]).tolist()))
 
 

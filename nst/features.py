@@ -37,7 +37,9 @@ def resolve(layer: Layer, cnn: nn.Module) -> tuple[nn.Module, bool]:
     """The module whose output a layer denotes, and whether a ReLU must still be applied to it.
 
     An integer i is the i-th Conv2d's rectified output (as the paper's "conv4_2" means relu4_2): the output of
-    the ReLU that directly follows the conv where there is one, else relu(conv output).
+    the ReLU that directly follows the conv where there is one; relu(batchnorm output) where a BatchNorm2d
+    follows it (ResNets share one ReLU module per block, so its hook could not tell the calls apart);
+    else relu(conv output).
     """
     if isinstance(layer, bool) or not isinstance(layer, (int, str)):
         raise ValueError(f"layer {layer!r} is neither a conv index nor a name; valid: {valid_layers(cnn)}")
@@ -48,6 +50,8 @@ def resolve(layer: Layer, cnn: nn.Module) -> tuple[nn.Module, bool]:
         leaves = _leaves(cnn)
         at = next(i for i, m in enumerate(leaves) if m is conv_list[layer])
         after = leaves[at + 1] if at + 1 < len(leaves) else None
+        if isinstance(after, nn.BatchNorm2d):
+            return after, True
         return (after, False) if isinstance(after, nn.ReLU) else (conv_list[layer], True)
     modules = dict(cnn.named_modules())
     if not layer or layer not in modules:

@@ -15,12 +15,15 @@ from PIL import Image  # noqa: E402
 
 from nst.report import axes, sort_key  # noqa: E402
 
-LABELS = {"beta": "β", "alpha": "α", "ratio": "α/β", "style_layers": "style layers", "content_layers": "content layers"}
+LABELS = {"beta": "β", "alpha": "α", "ratio": "α/β", "style_layers": "style layers", "content_layers": "content layers",
+          "style_loss_fn": "loss"}
 CELL = 1.9  # inches per image column
 
 
 def _value_label(key: str, value) -> str:
-    if isinstance(value, float):
+    if isinstance(value, float) and math.isnan(value):
+        value = "null"  # an unset option (e.g. preserve_color) reads back from the CSV as NaN
+    elif isinstance(value, float):
         value = f"{value:.0e}" if value and (abs(value) >= 1e3 or abs(value) < 1) else f"{value:g}"
     return f"{LABELS.get(key, key)} = {value}"
 
@@ -30,6 +33,18 @@ def _layers_label(row: pd.Series, key: str) -> str:
     names = names if isinstance(names, str) and names else str(row[key])
     parts = names.split(",")
     return "\n".join(", ".join(parts[i:i + 2]) for i in range(0, len(parts), 2))
+
+
+def _metrics_label(job: pd.Series) -> str:
+    """The numbers a strip compares under each image: losses (Gram style as the common yardstick) or PSNR, s/it."""
+    parts = []
+    if job.get("style_layers") not in (None, "none") and pd.notna(job.get("gram_style_loss")):
+        parts += [f"content {job['content_loss']:.3g}", f"Gram style {job['gram_style_loss']:.3g}"]
+    elif pd.notna(job.get("content_psnr")):
+        parts.append(f"PSNR {job['content_psnr']:.1f} dB")
+    if pd.notna(job.get("seconds_per_iteration")):
+        parts.append(f"{job['seconds_per_iteration']:.3f} s/it")
+    return "\n".join(parts)
 
 
 def _show(ax, path: Path | None, title: str = "", *, failed: str | None = None) -> None:
@@ -102,6 +117,8 @@ def strip(df: pd.DataFrame, sweep_dir: str | Path, key: str) -> list[Path]:
     for ax, (_, job) in zip(axs[0], df.iterrows()):
         ok = job["status"] == "ok" and job["result"]
         label = _layers_label(job, key) if key.endswith("_layers") else _value_label(key, job[key])
+        if ok:
+            label += "\n" + _metrics_label(job)
         _show(ax, sweep_dir / job["result"] if ok else None, label,
               failed=f"{job['status']}: {job.get('error') or ''}")
     return _save(fig, sweep_dir / "strip")

@@ -10,8 +10,14 @@ import yaml
 
 from nst.files import write_text
 
-ALWAYS = ["alpha", "beta", "content_layers", "style_layers"]  # shown even when not swept
-METRICS = ["content_loss", "style_loss", "total_loss"]
+ALWAYS = ["alpha", "beta", "content_layers", "style_layers", "style_loss"]  # shown even when not swept
+METRICS = ["content_loss", "style_loss", "total_loss", "tv_loss", "gram_style_loss", "content_psnr"]
+RENAMED = {"style_loss": "style_loss_fn"}  # config keys whose names are taken by a metric column
+
+
+def column(key: str) -> str:
+    """The report column of a config key."""
+    return RENAMED.get(key, key)
 TAIL = ["steps", "evaluations", "seconds", "seconds_per_iteration", "device", "status", "error", "result"]
 NUMERIC_AXES = ("beta", "ratio", "alpha", "style_scale", "tv_weight", "size")
 
@@ -46,7 +52,7 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str]) -> dict:
     cfg = m.get("config") or {}
     row, given = {"job": job_dir.name}, overrides(job_dir)
     for key in dict.fromkeys(ALWAYS + swept):
-        row[key] = readable(cfg.get(key, given.get(key)))
+        row[column(key)] = readable(cfg.get(key, given.get(key)))
     if m.get("layers"):
         names = m["layers"]
         row["style_layer_names"] = ",".join(names.get(str(v), str(v)) for v in cfg.get("style_layers") or [])
@@ -65,9 +71,11 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str]) -> dict:
 def sort_key(value) -> tuple:
     """Order axis values: numbers ascending, layer lists by length then value, text alphabetically."""
     if isinstance(value, (int, float)):
-        return (0, value, "")
+        return (0, value, (), "")
     text = str(value)
-    return (1, text.count(",") + 1, text)
+    parts = text.split(",")
+    indices = tuple(int(p) for p in parts) if all(p.strip().isdigit() for p in parts) else ()
+    return (1, len(parts), indices, text)  # conv indices numerically: 2 before 10
 
 
 def build(sweep_dir: str | Path) -> pd.DataFrame:
@@ -80,7 +88,7 @@ def build(sweep_dir: str | Path) -> pd.DataFrame:
         raise ValueError(f"sweep directory {str(sweep_dir)!r} holds no job directories")
     swept = swept_keys(dirs)
     df = pd.DataFrame([job_row(d, sweep_dir, swept) for d in dirs])
-    df.attrs["swept"] = swept
+    swept = df.attrs["swept"] = [column(k) for k in swept]
     keys = [k for k in swept if k in df]
     if keys:
         df = df.sort_values(keys, key=lambda col: col.map(sort_key)).reset_index(drop=True)
@@ -94,7 +102,7 @@ def swept_keys(dirs: list[Path]) -> list[str]:
         for k, v in overrides(d).items():
             seen.setdefault(k, set()).add(v)
     multi = [k for k, values in seen.items() if len(values) > 1]
-    return multi or [k for k in seen if k not in ("size", "steps", "device", "progress", "images_root")]
+    return multi or [k for k in seen if k not in ("size", "steps", "device", "progress", "images_root", "threads")]
 
 
 def axes(df: pd.DataFrame) -> tuple[str | None, str | None]:

@@ -169,3 +169,18 @@ def test_killed_sweep_resumes_without_touching_finished_jobs(tmp_path):
     for d, files in done.items():
         assert {name: (d / name).stat().st_mtime_ns for name in files} == files, d.name
     assert r.stdout.count("complete, skipped") + r.stderr.count("complete, skipped") == len(done)
+
+
+def test_style_loss_sweep_gives_five_images_a_figure_and_a_csv(tmp_path):
+    kinds = ["gram", "mmd_linear", "mmd_poly", "mmd_gauss", "bn_stats"]
+    r = run_cli("experiments.transfer", "-m", f"style_loss={','.join(kinds)}", "size=40", "steps=10",
+                "progress=false", f"hydra.sweep.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = pd.read_csv(tmp_path / "report.csv")
+    assert sorted(report["style_loss_fn"]) == sorted(kinds) and set(report["status"]) == {"ok"}
+    assert report["gram_style_loss"].notna().all() and report["seconds_per_iteration"].gt(0).all()
+    gram = report.set_index("style_loss_fn").loc["gram"]
+    assert gram["gram_style_loss"] == gram["style_loss"]
+    images = [(tmp_path / p).read_bytes() for p in report["result"]]
+    assert len(set(images)) == 5
+    assert (tmp_path / "strip.png").is_file() and (tmp_path / "losses.png").is_file()

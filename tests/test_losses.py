@@ -35,10 +35,10 @@ def test_style_conventions():
     g, a = losses.gram(f), losses.gram(s)
     n, m = 6, 12
     sq = sum(v * v for v in (g - a).flatten().tolist())
-    assert losses.style_paper(g, a, n, m).item() == pytest.approx(sq / (4 * n**2 * m**2), rel=1e-5)
-    assert losses.style_seed(g, a, n, m).item() == pytest.approx(
+    assert losses.style_paper(g / m, a / m, n).item() == pytest.approx(sq / (4 * n**2 * m**2), rel=1e-5)
+    assert losses.style_seed(g / m, a / m, n).item() == pytest.approx(
         losses.SEED_STYLE_SCALE * sq / (n**4 * m**2), rel=1e-5)
-    assert losses.style_paper(g, g, n, m).item() == 0
+    assert losses.style_paper(g, g, n).item() == 0
 
 
 def test_unknown_convention():

@@ -1,0 +1,58 @@
+"""Backbones: VGG19 with the original weights (nst/vgg.py) or any torchvision architecture with a weights file.
+
+Layers of every backbone are addressed the same way (nst/features.py): conv indices 0..n-1 or module names.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from nst.vgg import ORIGINAL, TORCHVISION, Preprocess, vgg19
+
+RANDOM = "random"  # seeded random weights: for tests and for untrained-network baselines
+
+
+def architectures() -> list[str]:
+    """torchvision's classification architectures (vgg16, vgg19, resnet18, ...)."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def set_pooling(cnn: nn.Module, pooling: str) -> nn.Module:
+    """Replace every MaxPool2d by an AvgPool2d of the same geometry when pooling is "avg" (in place)."""
+    if pooling not in ("max", "avg"):
+        raise ValueError(f"pooling {pooling!r} is not one of ['avg', 'max']")
+    for name, child in cnn.named_children():
+        if pooling == "avg" and isinstance(child, nn.MaxPool2d):
+            setattr(cnn, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding, child.ceil_mode))
+        else:
+            set_pooling(child, pooling)
+    return cnn
+
+
+def torchvision_backbone(arch: str, weights: str, *, pooling: str = "max", seed: int = 0) -> nn.Module:
+    """A frozen torchvision `arch` with a state_dict file (`weights` a path) or seeded random weights."""
+    if arch not in architectures():
+        raise ValueError(f"arch {arch!r} is not a torchvision architecture; e.g. vgg16, vgg19, resnet18, alexnet")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = torchvision.models.get_model(arch, weights=None)
+    if weights != RANDOM:
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"weights {weights!r}: no such file (give a {arch} state_dict path or 'random')")
+        try:
+            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        except RuntimeError as e:
+            raise ValueError(f"weights {weights!r} do not fit {arch}: {str(e).splitlines()[0]}") from None
+    return set_pooling(net, pooling).eval().requires_grad_(False)
+
+
+def backbone(arch: str = "vgg19", weights: str = ORIGINAL, *, pooling: str = "max") -> tuple[nn.Module, Preprocess]:
+    """A frozen CNN and its preprocessing. vgg19 + "original" (the default) is the paper's network."""
+    if arch == "vgg19" and weights != RANDOM:
+        return vgg19(weights, pooling=pooling)
+    if weights == ORIGINAL:
+        raise ValueError(f"weights 'original' exist for vgg19 only; give arch={arch} a state_dict path or 'random'")
+    return torchvision_backbone(arch, weights, pooling=pooling), TORCHVISION

@@ -1,0 +1,57 @@
+"""Other torchvision backbones (seeded random weights, nothing is downloadable) through the conv-index scheme."""
+import pandas as pd
+import pytest
+import torch
+import torchvision
+
+from nst.backbones import backbone
+from nst.features import Encoder, convs, layer_key
+from nst.transfer import StyleTransfer
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def resnet_file(tmp_path_factory):
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    return path
+
+
+def test_weights_file_is_loaded_and_indices_follow_the_arch(resnet_file):
+    net, prep = backbone("resnet18", str(resnet_file), pooling="avg")
+    saved = torch.load(resnet_file, weights_only=True)
+    torch.testing.assert_close(net.conv1.weight, saved["conv1.weight"])
+    assert len(convs(net)) == 20 and layer_key(0, net) == "relu(bn1)"
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+    x = prep(torch.rand(1, 3, 64, 64))
+    feats = Encoder(net, [0, 19])(x)
+    torch.testing.assert_close(feats[0], torch.relu(net.bn1(net.conv1(x))))
+    assert feats[19].shape == (1, 512, 2, 2)
+    # style transfer works through it, and a random vgg16 differs from it
+    model = StyleTransfer(net, x, x, content_layers=[8], style_layers=[0, 4], beta=1)
+    assert model(prep(torch.rand(1, 3, 64, 64))).total.item() > 0
+    vgg16, _ = backbone("vgg16", "random")
+    assert len(convs(vgg16)) == 13
+
+
+def test_bad_backbones_are_one_line_errors(resnet_file, tmp_path):
+    for args, message in ((["arch=vgg16", f"weights={resnet_file}"], "do not fit vgg16"),
+                          (["arch=resnet18"], "weights 'original' exist for vgg19 only"),
+                          (["arch=lenet", "weights=random"], "arch 'lenet' is not a torchvision architecture")):
+        r = run_cli("experiments.transfer", "size=32", "steps=1", "progress=false", *args,
+                    f"hydra.run.dir={tmp_path}")
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert r.returncode == 2 and len(errors) == 1 and message in errors[0], r.stderr[-1500:]
+
+
+def test_layer_scan_over_every_conv_index(resnet_file, tmp_path):
+    r = run_cli("experiments.layer_scan", "arch=resnet18", f"weights={resnet_file}", "size=32", "steps=3",
+                "progress=false", f"hydra.sweep.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = pd.read_csv(tmp_path / "report.csv")
+    assert len(report) == 20 and set(report["status"]) == {"ok"}
+    assert list(report["content_layers"]) == list(range(20))
+    assert report["content_layer_names"].iloc[7] == "relu(layer2.0.downsample.1)"
+    assert report["content_psnr"].notna().all()
+    assert (tmp_path / "strip.png").is_file()

@@ -1,0 +1,28 @@
+"""The same tiny grid through Hydra's basic launcher, submitit_local and joblib gives the same report."""
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+
+GRID = ["size=32", "steps=3", "progress=false", "threads=1", "style_layers=[0],[0,1]", "beta=1e3,1e5"]
+SAME = ["job", "beta", "style_layers", "content_loss", "style_loss", "total_loss", "steps", "evaluations", "status"]
+
+
+@pytest.fixture(scope="module")
+def basic(tmp_path_factory):
+    sweep = tmp_path_factory.mktemp("basic")
+    r = run_cli("experiments.grid", *GRID, f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return sweep
+
+
+@pytest.mark.parametrize("launcher, trace", [("local", ".submitit"), ("parallel", None)])
+def test_launcher_gives_the_basic_report(basic, tmp_path, launcher, trace):
+    r = run_cli("experiments.grid", *GRID, f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ours, reference = pd.read_csv(tmp_path / "report.csv"), pd.read_csv(basic / "report.csv")
+    assert len(ours) == 4 and set(ours["status"]) == {"ok"}
+    pd.testing.assert_frame_equal(ours[SAME], reference[SAME])
+    assert (tmp_path / "grid.png").is_file() and (tmp_path / "pivot_style_loss.csv").is_file()
+    if trace:  # the jobs really went through submitit
+        assert any((tmp_path / trace).rglob("*_result.pkl"))

@@ -1,0 +1,114 @@
+"""Each option of one job measurably changes its result: real VGG19, real images, run_job on disk."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from PIL import Image
+
+from experiments import inputs, job
+from nst.color import match_colors, to_yiq
+from nst.images import load_image
+from tests.conftest import COMPOSITION_VII, IMAGES, TUBINGEN
+
+STARRY = IMAGES / "style" / "starry_night.jpg"
+BASE = [f"content={TUBINGEN}", f"style={COMPOSITION_VII}", "size=40", "steps=8", "progress=false"]
+
+
+def run(tmp_path, name: str, *overrides: str) -> tuple[dict, np.ndarray]:
+    """One job with the overrides; its metrics and result image as floats in [0, 1]."""
+    with initialize_config_module("conf", version_base="1.3"):
+        cfg = compose("config", overrides=[*BASE, *overrides])
+    metrics = job.run_job(cfg, tmp_path / name)
+    return metrics, np.asarray(Image.open(tmp_path / name / "result.png"), dtype=np.float64) / 255
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    return run(tmp_path_factory.mktemp("base"), "base")
+
+
+def differs(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape != b.shape or np.abs(a - b).mean() > 0.01
+
+
+def test_tv_weight_smooths(tmp_path, baseline):
+    m, image = run(tmp_path, "tv", "tv_weight=1e3")
+    assert differs(image, baseline[1]) and m["tv_loss"] < 0.75 * baseline[0]["tv_loss"]
+
+
+def test_style_layer_weights_shift_the_match(tmp_path, baseline):
+    m, image = run(tmp_path, "w", "style_layer_weights=[1,0,0,0,0]")
+    assert differs(image, baseline[1])
+    # layers weighted 0 are no longer matched: their terms end several times the baseline's
+    for layer in ("relu1_2", "relu2_1", "relu2_2", "relu3_1"):
+        assert m[f"style/{layer}"] > 3 * baseline[0][f"style/{layer}"], layer
+
+
+def test_style_blend_mixes_targets(tmp_path, baseline):
+    both = f"style=[{COMPOSITION_VII},{STARRY}]"
+    only_first = run(tmp_path, "first", both, "style_blend=[1,0]")[1]
+    assert np.array_equal(only_first, baseline[1])  # weight 0 removes a style exactly
+    half = run(tmp_path, "half", both, "style_blend=[1,1]")[1]
+    starry = run(tmp_path, "starry", f"style={STARRY}")[1]
+    assert differs(half, baseline[1]) and differs(half, starry)
+
+
+def test_style_scale_changes_the_style_statistics(tmp_path, baseline):
+    m, image = run(tmp_path, "scale", "style_scale=2.0")
+    assert differs(image, baseline[1]) and m["width"] == baseline[0]["width"]
+    with pytest.raises(ValueError, match="style_scale -1"):
+        run(tmp_path, "bad", "style_scale=-1")
+
+
+def test_inits(tmp_path, baseline):
+    content_m, content = run(tmp_path, "content", "init=content")
+    _, from_file = run(tmp_path, "file", f"init={TUBINGEN}")
+    _, style = run(tmp_path, "style", "init=style")
+    assert np.array_equal(content, from_file)
+    assert differs(content, baseline[1]) and differs(style, baseline[1]) and differs(style, content)
+    assert content_m["content_psnr"] > baseline[0]["content_psnr"] + 3
+
+
+def chroma_error(image: np.ndarray, content: torch.Tensor) -> float:
+    iq = to_yiq(torch.from_numpy(image).permute(2, 0, 1)[None].float())[:, 1:]
+    return (iq - to_yiq(content)[:, 1:]).abs().mean().item()
+
+
+def test_luminance_only_keeps_the_content_colours(tmp_path, baseline):
+    content = load_image(TUBINGEN, 40)
+    _, image = run(tmp_path, "lum", "preserve_color=luminance")
+    assert differs(image, baseline[1])
+    assert chroma_error(image, content) < 0.01 < 0.03 < chroma_error(baseline[1], content)
+
+
+def test_histogram_matching_gives_the_style_the_content_colours(tmp_path, baseline):
+    content = load_image(TUBINGEN, 64)
+    style = load_image(COMPOSITION_VII, (content.shape[-1], content.shape[-2]))
+    matched = match_colors(style, content)
+    for a, b in ((matched, content),):
+        torch.testing.assert_close(a.mean((2, 3)), b.mean((2, 3)), atol=0.02, rtol=0)
+    assert (style.mean((2, 3)) - content.mean((2, 3))).abs().max() > 0.05
+    _, image = run(tmp_path, "hist", "preserve_color=histogram")
+    colour = lambda a: a.reshape(-1, 3).mean(0)  # noqa: E731
+    target = content.mean((2, 3))[0].numpy()
+    assert np.abs(colour(image) - target).sum() < np.abs(colour(baseline[1]) - target).sum()
+
+
+def test_multiscale_upsamples_and_records_each_scale(tmp_path):
+    m, image = run(tmp_path, "ms", "multiscale=[[24,3],[40,4]]")
+    assert m["steps"] == 7 and image.shape[1] == 40
+    h = pd.read_csv(tmp_path / "ms" / "history.csv")
+    assert list(h["size"].unique()) == [24, 40] and h["iteration"].iloc[-1] == 7
+    assert h["seconds"].is_monotonic_increasing
+    with pytest.raises(ValueError, match=r"multiscale \[64\] must be a list of \[size, steps\] pairs"):
+        run(tmp_path, "bad", "multiscale=[64]")
+
+
+def test_targets_are_reused_across_a_beta_sweep(tmp_path):
+    inputs.targets.cache_clear()
+    first = run(tmp_path, "b1", "beta=1e3")[1]
+    run(tmp_path, "b2", "beta=1e5")
+    assert inputs.targets.cache_info().hits >= 1
+    inputs.targets.cache_clear()  # a fresh build gives the same image as the reused targets
+    assert np.array_equal(run(tmp_path, "b3", "beta=1e3")[1], first)
