@@ -70,6 +70,12 @@ def inputs(content: str, styles: tuple[str, ...], size: tuple[int, int], style_s
     return (pairs[0][0] if pairs else luminance_only(c, c)[0]), tuple(p[1] for p in pairs)
 
 
+def job_images(c: dict[str, Any], size: tuple[int, int]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """A job's content and style images at `size` (styles only when it has style layers), from `inputs`."""
+    styles = tuple(as_list(c["style"])) if as_list(c["style_layers"]) else ()
+    return inputs(c["content"], styles, size, c["style_scale"], c["preserve_color"])
+
+
 @lru_cache(maxsize=8)
 def targets(c: tuple, size: tuple[int, int], device: str) -> tuple[StyleTransfer, Any]:
     """A StyleTransfer with its content and style targets, built once per process for the same images, layers,
@@ -79,8 +85,7 @@ def targets(c: tuple, size: tuple[int, int], device: str) -> tuple[StyleTransfer
     """
     d = dict(c)
     cnn, prep = backbone(str(d["arch"]), str(d["weights"]), str(d["pooling"]), device)
-    styles = tuple(d["style"]) if d["style_layers"] else ()
-    content, style = inputs(d["content"], styles, size, d["style_scale"], d["preserve_color"])
+    content, style = job_images(d, size)
     model = StyleTransfer(
         cnn, prep(content.to(device)), [prep(s.to(device)) for s in style],
         content_layers=list(d["content_layers"]), style_layers=list(d["style_layers"]), beta=0.0,

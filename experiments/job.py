@@ -23,7 +23,7 @@ from tqdm import tqdm
 import nst
 from nst.engine import Progress, optimise
 from nst.files import write_text
-from experiments.inputs import as_list, cached_image, image_size, inputs, target_key, targets
+from experiments.inputs import as_list, cached_image, image_size, job_images, target_key, targets
 from experiments.resolvers import IGNORED
 from nst.color import with_colors_of
 from nst.images import load_image, save_png
@@ -144,8 +144,7 @@ def run_job(cfg: DictConfig | dict, out_dir: str | Path) -> dict[str, Any]:
         base, prep = targets(target_key(c), size, str(device))
         model = base.reweighted(alpha=c["alpha"], beta=beta, style_layer_weights=as_list(c["style_layer_weights"]),
                                 tv_weight=c["tv_weight"])
-        content_rgb, style_rgbs = inputs(c["content"], tuple(as_list(c["style"])) if c["style_layers"] else (),
-                                         size, c["style_scale"], c["preserve_color"])
+        content_rgb, style_rgbs = job_images(c, size)
         if rgb is None:
             rgb = initial_image(c, content_rgb, style_rgbs[0] if style_rgbs else None, size)
         else:
@@ -170,7 +169,7 @@ def run_job(cfg: DictConfig | dict, out_dir: str | Path) -> dict[str, Any]:
         iterations, evaluations, seconds = iterations + result.iterations, evaluations + result.evaluations, \
             seconds + result.seconds
         rgb = prep.inverse(result.image).detach().cpu()
-    content_rgb = cached_image(c["content"], size)
+    content_rgb = cached_image(c["content"], size)  # the original: under luminance-only the job saw it grey
     if c["preserve_color"] == "luminance":
         rgb = with_colors_of(rgb.clamp(0, 1), content_rgb)
 

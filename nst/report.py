@@ -13,13 +13,13 @@ from nst.files import write_text
 ALWAYS = ["alpha", "beta", "content_layers", "style_layers", "style_loss"]  # shown even when not swept
 METRICS = ["content_loss", "style_loss", "total_loss", "tv_loss", "gram_style_loss", "content_psnr"]
 RENAMED = {"style_loss": "style_loss_fn"}  # config keys whose names are taken by a metric column
+TAIL = ["steps", "evaluations", "seconds", "seconds_per_iteration", "device", "status", "error", "result"]
+NUMERIC_AXES = ("beta", "ratio", "alpha", "style_scale", "tv_weight", "size")
 
 
 def column(key: str) -> str:
     """The report column of a config key."""
     return RENAMED.get(key, key)
-TAIL = ["steps", "evaluations", "seconds", "seconds_per_iteration", "device", "status", "error", "result"]
-NUMERIC_AXES = ("beta", "ratio", "alpha", "style_scale", "tv_weight", "size")
 
 
 def job_dirs(sweep_dir: str | Path) -> list[Path]:
