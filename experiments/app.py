@@ -1,38 +1,386 @@
-"""The body shared by every entry point: run the job, turn bad input into a one-line error."""
+"""What every entry point runs: `entry(config_name)` wraps hydra.main around `main`, one job.
+
+The user sees one line for anything that goes wrong, on stderr, and an exit status:
+  0    every job ok
+  1    a job of a sweep failed (the report is still written), or an unexpected error (a bug: `error: <type>: ...`)
+  2    bad input: a config value (experiments/validate.py), an unknown key, a missing config option, an output
+       directory that cannot be created, an unreadable image or weights file
+  130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM (what SLURM sends): `interrupted after N iterations`; the
+       running job's metrics.json says "interrupted", no result.png is left from it, and a sweep's report of the
+       jobs that finished is still written
+HYDRA_FULL_ERROR=1 shows Hydra's and Python's full traceback instead of the one line.
+
+The library is imported inside `main` (validation first, then the job), so that a bad value is refused before
+the job's heavier imports, and Ctrl-C during them is a one-line interrupt too.
+"""
 from __future__ import annotations
 
+import difflib
 import logging
+import os
+import re
+import signal
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
-
-from experiments.job import finished, run_job, write_failure
-from nst.engine import NonFiniteLoss
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("nst")
-BAD_INPUT = (ValueError, FileNotFoundError, NonFiniteLoss)
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C."""
+
+
+class JobFailed(BaseException):
+    """A single job's error on its way to `entry`: a BaseException, so that Hydra passes it through untouched
+    (for an Exception it would print its own "Error executing job" line first)."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass
+class Session:
+    """What one command has seen: the sweep directory (set by experiments.callbacks.SweepReport), whether its
+    report was written, the jobs that failed in this process and the job that was interrupted."""
+
+    sweep_dir: Path | None = None
+    reported: bool = False
+    failed: set[str] = field(default_factory=set)
+    interrupted_job: str | None = None
+    terminated: bool = False  # SIGTERM was received (nst.engine re-raises it as its own Interrupted)
+
+
+SESSION = Session()
+
+
+def bad_input_types() -> tuple[type[BaseException], ...]:
+    """Errors of a job that mean bad input (exit 2) rather than a bug (exit 1)."""
+    from nst.engine import NonFiniteLoss
+
+    return (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
+            NonFiniteLoss)
+
+
+def typed_overrides(overrides: Any) -> dict[str, str]:
+    """{key: value text} of Hydra's task overrides, as the user typed them (`beta=1e4` -> {"beta": "1e4"})."""
+    from omegaconf import ListConfig
+
+    if isinstance(overrides, ListConfig):  # read, not resolved: `content=${oc.env:X}` is text here
+        overrides = OmegaConf.to_container(overrides, resolve=False)
+    typed = {}
+    for item in overrides or []:
+        key, sep, value = str(item).lstrip("+~").partition("=")
+        if sep:
+            typed[key] = value
+    return typed
+
+
+def resolved(cfg: DictConfig, typed: dict[str, str]) -> dict[str, Any]:
+    """The job's config as plain Python, interpolations resolved, without the `hydra` key; an interpolation that
+    cannot be resolved is a ConfigError naming its key."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from experiments.validate import ConfigError
+
+    try:
+        c = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        key = str(getattr(e, "full_key", "") or "")
+        value = typed.get(key)
+        if value is None and key:
+            value = OmegaConf.to_container(cfg, resolve=False)
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        why = re.sub(r"^\w+ raised while resolving interpolation: ", "", why).strip("'\"")
+        raise ConfigError(f"{key} {value} cannot be resolved: {why}".strip()) from None
+    c.pop("hydra", None)
+    return c
 
 
 def main(cfg: DictConfig) -> float | None:
     """Run one job in Hydra's output directory; a failed job in a sweep is recorded and the sweep goes on."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    started = time.time()
     try:
+        from experiments.validate import validate
+
+        typed = typed_overrides(hc.overrides.task)
+        validate(resolved(cfg, typed), typed)  # before any image is read
+        from experiments.job import clear_previous, finished, other_run, run_job
+
         done = finished(cfg, out)
-        if done is not None:  # resume: a re-run sweep redoes only missing or failed jobs
+        if done is not None:  # resume: a re-run redoes only missing, failed or changed jobs
             log.info("job %s is complete, skipped", out.name)
             return done["total_loss"]
+        if not multirun and other_run(cfg, out):
+            raise FileExistsError(f"hydra.run.dir {str(out)!r} holds another run's results (another config or other "
+                                  "input files); choose another directory or remove them")
+        clear_previous(out)  # a redone job never leaves an earlier run's files beside its own
         return run_job(cfg, out)["total_loss"]
-    except Exception as e:
-        write_failure(cfg, out, e)
-        if multirun:
-            log.error("job %s failed: %s: %s", out.name, type(e).__name__, e)
-            return None
-        if isinstance(e, BAD_INPUT):
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+    except KeyboardInterrupt as e:
+        SESSION.interrupted_job = out.name
+        record_interrupt(cfg, out, e, started)
         raise
+    except Exception as e:
+        record_failure(cfg, out, e)
+        if multirun:
+            SESSION.failed.add(str(out))
+            log.error("job %s failed: %s", out.name, describe_job_error(e))
+            return None
+        raise JobFailed(e) from e
+
+
+def completed(out: Path) -> bool:
+    """Whether out holds a complete job (metrics.json with status ok beside result.png), from this run or an
+    earlier one: a failure or an interrupt never overwrites it."""
+    import json
+
+    try:
+        status = json.loads((out / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return status == "ok" and (out / "result.png").is_file()
+
+
+def record_failure(cfg: DictConfig, out: Path, error: BaseException, status: str = "failed") -> None:
+    """metrics.json with the status and the error, unless out holds a complete job (kept as it was)."""
+    import json
+
+    from experiments.job import write_failure
+    from nst.files import write_text
+
+    if completed(out):
+        log.warning("job %s: %s; the complete result already in %s is kept", out.name, status, out)
+        return
+    import inspect
+
+    try:
+        if "status" in inspect.signature(write_failure).parameters:
+            write_failure(cfg, out, error, status=status)
+        else:  # a write_failure that only records failures: the status is set here
+            write_text(out / "metrics.json", json.dumps({**write_failure(cfg, out, error), "status": status}))
+    except Exception as e:  # the directory itself may be the problem: the error is still reported
+        log.error("job %s: could not record the failure in %s: %s", out.name, out, e)
+
+
+def record_interrupt(cfg: DictConfig, out: Path, error: KeyboardInterrupt, started: float) -> None:
+    """An interrupted job: metrics.json says "interrupted"; a result.png this run wrote without its metrics.json
+    (interrupted between the two) is removed. A complete job (finished just now, or earlier) is left as it is."""
+    if completed(out):
+        return
+    result = out / "result.png"
+    if result.is_file() and result.stat().st_mtime >= started - 1:  # 1 s: file systems with coarse times
+        result.unlink(missing_ok=True)
+    stop = InterruptedJob(interrupt_line(error))
+    record_failure(cfg, out, stop, status="interrupted")
+
+
+class InterruptedJob(Exception):
+    """What metrics.json records for an interrupted job."""
+
+
+def interrupt_line(error: BaseException) -> str:
+    """`interrupted after N iterations` (N from nst.engine's Interrupted), or `interrupted` when unknown."""
+    n = getattr(error, "iterations", None)
+    return f"interrupted after {n} iteration{'' if n == 1 else 's'}" if n is not None else "interrupted"
+
+
+def first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] + (" …" if len(lines) > 1 else "")) if lines else ""
+
+
+def describe_job_error(error: BaseException) -> str:
+    """A job's error in one line: our own messages as they are, anything else with its type."""
+    text = first_line(error)
+    if isinstance(error, bad_input_types()) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+# ------------------------------------------------------------------------------------------ Hydra's own errors
+
+def argv_override(key: str) -> str | None:
+    """The command-line override of a key, as typed (`sizee=128`)."""
+    for arg in sys.argv[1:]:
+        if arg.lstrip("+~").partition("=")[0] == key:
+            return arg
+    return None
+
+
+def known_keys() -> list[str]:
+    """Config keys for "did you mean": the validator's list and the optimizer group's keys."""
+    try:
+        from experiments.validate import CHECKED, OPTIMIZER_KEYS
+    except Exception:
+        return []
+    return [k for k in CHECKED if k != "optimizer"] + [f"optimizer.{k}" for k in OPTIMIZER_KEYS]
+
+
+def describe_hydra_error(error: BaseException) -> str:
+    """Hydra's and OmegaConf's errors (composition, overrides, interpolation, output directories) in one line."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    text = str(error)
+    if isinstance(error, MissingConfigException):
+        missing = error.missing_cfg_file or ""
+        group, _, option = missing.rpartition("/")
+        typed = argv_override(group) if group else None
+        if group and error.options:
+            hint = difflib.get_close_matches(option, list(error.options), n=1)
+            return (f"{typed or f'{group}={option}'}: no such option in conf/{group}/; one of "
+                    f"{', '.join(sorted(error.options))}" + (f"; did you mean {hint[0]}?" if hint else ""))
+        return first_line(error)
+    if isinstance(error, ConfigCompositionException):
+        cause = str(error.__cause__ or "")
+        override = re.search(r"Could not override '([^']+)'", text)
+        delete = re.search(r"Could not delete from config\. '([^']+)' does not exist", text)
+        if override and "not in struct" in cause or delete:
+            key = (override or delete).group(1)
+            typed = argv_override(key) or key
+            hint = difflib.get_close_matches(key, known_keys(), n=1)
+            add = f" (to add a new key: +{typed.lstrip('+~')})" if override else ""
+            return f"{typed}: unknown key {key}" + (f"; did you mean {hint[0]}?" if hint else "") + add
+        cause = first_line(error.__cause__) if error.__cause__ else ""
+        return first_line(error) + (f": {cause}" if cause and cause not in text else "")
+    if isinstance(error, OverrideParseException):
+        return f"cannot parse the override {error.override!r}: {first_line(error)}" \
+            if getattr(error, "override", None) else first_line(error)
+    if isinstance(error, OmegaConfBaseException):
+        key = getattr(error, "full_key", None)
+        msg = re.sub(r"^\w+ raised while resolving interpolation: ", "", str(error).splitlines()[0] if text else "")
+        return f"{key}: {msg}" if key and key not in msg else msg
+    if isinstance(error, OSError) and error.filename is not None:
+        for key in ("hydra.run.dir", "hydra.sweep.dir"):
+            typed = argv_override(key)
+            if typed and str(error.filename).startswith(typed.partition("=")[2].rstrip("/")):
+                break
+        else:
+            typed = None
+        why = error.strerror or type(error).__name__
+        if typed:
+            return f"{typed}: cannot create the output directory {str(error.filename)!r}: {why}"
+        return (f"cannot create {str(error.filename)!r}: {why} (the output directory is set by hydra.run.dir, "
+                "or hydra.sweep.dir with -m)")
+    return f"{type(error).__name__}: {first_line(error)}"
+
+
+def is_bad_input(error: BaseException) -> bool:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(error, (HydraException, OmegaConfBaseException, OSError)) or \
+        isinstance(error, bad_input_types())
+
+
+# ------------------------------------------------------------------------------------------ the entry point
+
+def on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (SLURM's preemption and time limit, `kill`): unwind like Ctrl-C."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    SESSION.terminated = True
+    raise Terminated()
+
+
+def report_after_interrupt() -> Path | None:
+    """The report of the jobs that finished, when a sweep was interrupted before on_multirun_end."""
+    if SESSION.sweep_dir is None or SESSION.reported:
+        return None
+    try:
+        from experiments.report import publish
+
+        print(publish(SESSION.sweep_dir))
+        SESSION.reported = True
+        return SESSION.sweep_dir / "report.csv"
+    except KeyboardInterrupt:  # a second Ctrl-C: leave without the report
+        return None
+    except Exception as e:
+        log.error("report of %s failed: %s: %s", SESSION.sweep_dir, type(e).__name__, e)
+        return None
+
+
+def sweep_failures() -> list[str]:
+    """Jobs of the sweep that failed: those this process saw fail, and any job directory whose metrics.json
+    is not ok (jobs run by another launcher's processes)."""
+    import json
+
+    failed = {str(Path(f).resolve()) for f in SESSION.failed}
+    if SESSION.sweep_dir is not None and SESSION.sweep_dir.is_dir():
+        from experiments.report import invocation
+
+        jobs, _ = invocation(SESSION.sweep_dir)  # this command's jobs only, not other runs' in the same directory
+        names = set(jobs) if jobs is not None else None
+        for d in SESSION.sweep_dir.resolve().iterdir():
+            if names is not None and d.name not in names:
+                continue
+            path = d / "metrics.json"
+            if path.is_file():
+                try:
+                    ok = json.loads(path.read_text()).get("status") == "ok"
+                except (OSError, ValueError, AttributeError):
+                    ok = False
+                if not ok:
+                    failed.add(str(d))
+            elif (d / ".hydra").is_dir():  # a job that started and left nothing
+                failed.add(str(d))
+    return sorted(failed)
+
+
+def entry(config_name: str) -> None:
+    """`python -m experiments.<name> [overrides]`: hydra.main(conf/<config_name>.yaml) around `main`, with
+    one-line errors and the exit status above; never returns."""
+    import hydra
+
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises its errors here, and we print them in one line
+    signal.signal(signal.SIGTERM, on_sigterm)
+    app = hydra.main(version_base="1.3", config_path="../conf", config_name=config_name)(main)
+    try:
+        app()
+    except KeyboardInterrupt as e:
+        code = EXIT_SIGTERM if SESSION.terminated or isinstance(e, Terminated) else EXIT_SIGINT
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        report = report_after_interrupt()
+        where = f" (job {SESSION.interrupted_job})" if SESSION.interrupted_job else ""
+        tail = f"; report of the finished jobs: {report}" if report else ""
+        print(f"{interrupt_line(e)}{where}{tail}", file=sys.stderr)
+        sys.exit(code)
+    except BrokenPipeError:  # `... --help | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FAILED)
+    except JobFailed as failed:
+        e = failed.error
+        if full_error:
+            raise e from None
+        line = describe_job_error(e)
+        code = EXIT_BAD_INPUT if isinstance(e, bad_input_types()) else EXIT_FAILED
+        if code == EXIT_FAILED:
+            line += " (HYDRA_FULL_ERROR=1 shows the traceback)"
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(code)
+    except Exception as e:  # Hydra's own: composition, overrides, output directories
+        if full_error:
+            raise
+        print(f"error: {describe_hydra_error(e)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT if is_bad_input(e) else EXIT_FAILED)
+    failed = sweep_failures() if SESSION.sweep_dir is not None else []
+    if failed:
+        many = len(failed) > 1
+        print(f"error: {len(failed)} job{'s' * many} of the sweep failed ({'e.g. ' * many}{Path(failed[0]).name}); "
+              f"see {SESSION.sweep_dir / 'report.csv'}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    sys.exit(0)

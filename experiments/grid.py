@@ -1,9 +1,5 @@
-"""`python -m experiments.grid`: see conf/grid.yaml."""
-import hydra
-
-from experiments.app import main
-
-app = hydra.main(version_base="1.3", config_path="../conf", config_name="grid")(main)
+"""`python -m experiments.grid`: see conf/grid.yaml; errors and exit status: experiments/app.py."""
+from experiments.app import entry
 
 if __name__ == "__main__":
-    app()
+    entry("grid")

@@ -1,9 +1,5 @@
-"""`python -m experiments.layer_scan`: see conf/layer_scan.yaml."""
-import hydra
-
-from experiments.app import main
-
-app = hydra.main(version_base="1.3", config_path="../conf", config_name="layer_scan")(main)
+"""`python -m experiments.layer_scan`: see conf/layer_scan.yaml; errors and exit status: experiments/app.py."""
+from experiments.app import entry
 
 if __name__ == "__main__":
-    app()
+    entry("layer_scan")

@@ -5,12 +5,39 @@ import argparse
 import sys
 from pathlib import Path
 
-from nst import figures, report
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from nst import figures, report, sweep
+
+MULTIRUN_FILE = "multirun.yaml"  # written by Hydra into the sweep directory when a multirun starts
 
 
-def publish(sweep_dir: str | Path, *, draw: bool = True) -> str:
+def invocation(sweep_dir: str | Path,
+               config: DictConfig | None = None) -> tuple[dict[str, list[str]] | None, float | None]:
+    """{job directory name: overrides} of the sweep launched with `config` (default: the sweep directory's last
+    multirun.yaml) and when it started; (None, None) when unknown, e.g. for a directory not made by Hydra.
+
+    The names are expanded as Hydra's basic sweeper does (sweeper params, then command-line overrides), and
+    named as conf/config.yaml's `hydra.sweep.subdir` does (nst/sweep.py).
+    """
+    path = Path(sweep_dir) / MULTIRUN_FILE
+    if config is None:
+        if not path.is_file():
+            return None, None
+        config = OmegaConf.load(path)
+    params = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
+    parsed = OverridesParser.create().parse_overrides(params + list(config.hydra.overrides.task))
+    batches = BasicSweeper.split_arguments(parsed, None)
+    started = path.stat().st_mtime if path.is_file() else None
+    return {sweep.dirname(list(job)): list(job) for batch in batches for job in batch}, started
+
+
+def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | None = None) -> str:
     """Write the report (and the figures) of a sweep directory; returns the console summary."""
-    df, summary = report.write(sweep_dir)
+    jobs, started = invocation(sweep_dir, config)
+    df, summary = report.write(sweep_dir, jobs, started=started)
     if draw:
         paths = figures.all_figures(df, sweep_dir)
         summary += "\nfigures: " + ", ".join(str(p) for p in paths if p.suffix == ".png")

@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from nst.vgg import ORIGINAL, TORCHVISION, Preprocess, vgg19
+from nst.vgg import NORMALIZED, ORIGINAL, TORCHVISION, Preprocess, vgg19
 
 RANDOM = "random"  # seeded random weights: for tests and for untrained-network baselines
 
@@ -50,9 +50,9 @@ def torchvision_backbone(arch: str, weights: str, *, pooling: str = "max", seed:
 
 
 def backbone(arch: str = "vgg19", weights: str = ORIGINAL, *, pooling: str = "max") -> tuple[nn.Module, Preprocess]:
-    """A frozen CNN and its preprocessing. vgg19 + "original" (the default) is the paper's network."""
+    """A frozen CNN and its preprocessing. vgg19 + "original" (the default) or "normalized" is the paper's network."""
     if arch == "vgg19" and weights != RANDOM:
         return vgg19(weights, pooling=pooling)
-    if weights == ORIGINAL:
-        raise ValueError(f"weights 'original' exist for vgg19 only; give arch={arch} a state_dict path or 'random'")
+    if weights in (ORIGINAL, NORMALIZED):
+        raise ValueError(f"weights {weights!r} exist for vgg19 only; give arch={arch} a state_dict path or 'random'")
     return torchvision_backbone(arch, weights, pooling=pooling), TORCHVISION

@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 Layer = int | str
+TAPS = ("relu", "conv")  # where a conv index reads: the rectified output, or the conv's output before its ReLU
 
 
 def convs(cnn: nn.Module) -> list[nn.Conv2d]:
@@ -26,21 +27,24 @@ def valid_layers(cnn: nn.Module) -> str:
     return f"conv indices 0..{len(convs(cnn)) - 1} or layer names {shown}"
 
 
-def layer_key(layer: Layer, cnn: nn.Module) -> str:
-    """A canonical, readable key for a layer: the rectified layer's name for an index (3 -> relu2_2 on VGG19)."""
-    module, rectify = resolve(layer, cnn)
+def layer_key(layer: Layer, cnn: nn.Module, tap: str = "relu") -> str:
+    """A canonical, readable key for a layer: for an index, the name of what it taps (3 -> relu2_2 or conv2_2)."""
+    module, rectify = resolve(layer, cnn, tap)
     name = {m: n for n, m in cnn.named_modules()}[module]
     return f"relu({name})" if rectify else name
 
 
-def resolve(layer: Layer, cnn: nn.Module) -> tuple[nn.Module, bool]:
+def resolve(layer: Layer, cnn: nn.Module, tap: str = "relu") -> tuple[nn.Module, bool]:
     """The module whose output a layer denotes, and whether a ReLU must still be applied to it.
 
-    An integer i is the i-th Conv2d's rectified output (as the paper's "conv4_2" means relu4_2): the output of
-    the ReLU that directly follows the conv where there is one; relu(batchnorm output) where a BatchNorm2d
-    follows it (ResNets share one ReLU module per block, so its hook could not tell the calls apart);
-    else relu(conv output).
+    With tap "relu", an integer i is the i-th Conv2d's rectified output (as the paper's "conv4_2" means relu4_2):
+    the output of the ReLU that directly follows the conv where there is one; relu(batchnorm output) where a
+    BatchNorm2d follows it (ResNets share one ReLU module per block, so its hook could not tell the calls apart);
+    else relu(conv output). With tap "conv", it is the pre-activation: the conv's output (the BatchNorm's where
+    one follows), which can be negative. Names always mean that module's output, whatever the tap.
     """
+    if tap not in TAPS:
+        raise ValueError(f"tap {tap!r} is not one of {list(TAPS)}")
     if isinstance(layer, bool) or not isinstance(layer, (int, str)):
         raise ValueError(f"layer {layer!r} is neither a conv index nor a name; valid: {valid_layers(cnn)}")
     if isinstance(layer, int):
@@ -51,7 +55,9 @@ def resolve(layer: Layer, cnn: nn.Module) -> tuple[nn.Module, bool]:
         at = next(i for i, m in enumerate(leaves) if m is conv_list[layer])
         after = leaves[at + 1] if at + 1 < len(leaves) else None
         if isinstance(after, nn.BatchNorm2d):
-            return after, True
+            return after, tap == "relu"
+        if tap == "conv":
+            return conv_list[layer], False
         return (after, False) if isinstance(after, nn.ReLU) else (conv_list[layer], True)
     modules = dict(cnn.named_modules())
     if not layer or layer not in modules:
@@ -66,14 +72,15 @@ class _Stop(Exception):
 class Encoder(nn.Module):
     """Runs a frozen CNN up to the deepest requested layer and returns {layer: features}."""
 
-    def __init__(self, cnn: nn.Module, layers: Sequence[Layer]):
+    def __init__(self, cnn: nn.Module, layers: Sequence[Layer], tap: str = "relu"):
         super().__init__()
         for m in cnn.modules():  # an in-place ReLU would overwrite a conv output we keep
             if isinstance(m, nn.ReLU):
                 m.inplace = False
         self.cnn = cnn.eval().requires_grad_(False)
         self.layers = list(dict.fromkeys(layers))
-        self._targets = [resolve(layer, cnn) for layer in self.layers]
+        self.tap = tap
+        self._targets = [resolve(layer, cnn, tap) for layer in self.layers]
 
     def forward(self, x: torch.Tensor) -> dict[Layer, torch.Tensor]:
         """Features of `x` at every requested layer (one pass, cut after the deepest)."""

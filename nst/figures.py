@@ -1,7 +1,6 @@
 """Figures of a sweep (the only module that imports matplotlib): parameter grid, reconstruction strip, loss curves."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from nst.report import axes, sort_key  # noqa: E402
+from nst.sweep import NAMES_COLUMNS  # noqa: E402
 
 LABELS = {"beta": "β", "alpha": "α", "ratio": "α/β", "style_layers": "style layers", "content_layers": "content layers",
           "style_loss_fn": "loss"}
@@ -29,7 +29,7 @@ def _value_label(key: str, value) -> str:
 
 
 def _layers_label(row: pd.Series, key: str) -> str:
-    names = row.get(f"{key[:-7]}_layer_names") if key.endswith("_layers") else None
+    names = row.get(NAMES_COLUMNS.get(key, ""))
     names = names if isinstance(names, str) and names else str(row[key])
     parts = names.split(",")
     return "\n".join(", ".join(parts[i:i + 2]) for i in range(0, len(parts), 2))
@@ -150,14 +150,10 @@ def all_figures(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
     """The figures a sweep calls for: a grid for two axes, a strip for one, loss curves always."""
     sweep_dir = Path(sweep_dir)
     rows_key, cols_key = axes(df)
-    cfg_paths = {}
-    for rel in df["job"]:
-        m = sweep_dir / rel / "metrics.json"
-        if m.is_file():
-            c = json.loads(m.read_text()).get("config") or {}
-            style = c.get("style")
-            cfg_paths = {"content": c.get("content"), "style": style[0] if isinstance(style, list) else style}
-            break
+    known = df.dropna(subset=["content_image"]) if "content_image" in df else df.iloc[:0]
+    first = known.iloc[0] if len(known) else {}
+    cfg_paths = {"content": first.get("content_image"), "style": first.get("style_image")}
+    cfg_paths = {k: v if isinstance(v, str) else None for k, v in cfg_paths.items()}
     out = []
     if rows_key and cols_key:
         out += grid(df, sweep_dir, **cfg_paths)

@@ -31,7 +31,10 @@ def read_image(path: str | Path) -> Image.Image:
     """Open an image, apply its EXIF orientation and convert it to RGB; one-line errors for bad files."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image {str(path)!r} does not exist")
+        from nst.fetch import missing_hint  # one of the paper's images: say how to download them
+
+        hint = missing_hint(path)
+        raise FileNotFoundError(f"image {str(path)!r} does not exist" + (f"; {hint}" if hint else ""))
     try:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)

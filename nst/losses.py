@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-# Seed-convention style normalisation, calibrated on real images so that the write-up's beta range
-# 1e2..1e6 (with alpha = 1, content relu3_1) runs from content- to style-dominated; see README "Loss conventions".
-SEED_STYLE_SCALE = 1e-3
+# Seed-convention style constant for the original (Caffe, 0..255 input) weights. Their activations are ~58x those
+# of torchvision-normalised inputs, so the Gram term is ~58^4 larger than in the torchvision-based write-up;
+# calibrated on real images so that the write-up's beta range 1e2..1e6 (alpha = 1, content index 4) runs from
+# content- to style-dominated along every row of its grid (README "Loss conventions"). Other weights: 1.
+SEED_STYLE_SCALE = {"original": 3e-4}
 
 
 class _Gram(torch.autograd.Function):
@@ -55,30 +57,55 @@ def style_paper(g: torch.Tensor, a: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def style_seed(g: torch.Tensor, a: torch.Tensor, n: int) -> torch.Tensor:
-    """Write-up convention: MSE of Gram matrices normalised by N M, times a calibration constant.
+    """Write-up convention: MSE of Gram matrices normalised by N M (before the calibration constant s).
 
-    E_l = s · 1/N² Σ ((Ĝ − Â)/N)² = s/(N⁴ M²) Σ (G − A)², s = SEED_STYLE_SCALE. Departure from Eq. 4:
-    the extra 4/N² weighs deep (wide) layers less than the paper does.
+    E_l = 1/N² Σ ((Ĝ − Â)/N)² = 1/(N⁴ M²) Σ (G − A)². Departure from Eq. 4: the extra 4/N² weighs deep (wide)
+    layers less than the paper does.
     """
-    return SEED_STYLE_SCALE * F.mse_loss(g / n, a / n)
+    return F.mse_loss(g / n, a / n)
 
 
 @dataclass(frozen=True)
 class Convention:
-    """A pair of loss normalisations; see the functions' docstrings for the formulas."""
+    """A loss convention: normalisations (see the functions' docstrings), where a conv index taps, how layers add.
 
+    `tap`: "relu" reads a conv index's rectified output, "conv" its output before the ReLU. `summed`: style
+    layers weigh w_l = 1 (the per-layer losses add up) instead of w_l = 1/|layers|. `style_scale` multiplies E_l.
+    """
+
+    name: str
     content: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    style: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]  # (Ĝ, Â, N)
+    _style: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]  # (Ĝ, Â, N)
+    tap: str
+    summed: bool
+    style_scale: float = 1.0
+
+    def style(self, g: torch.Tensor, a: torch.Tensor, n: int) -> torch.Tensor:
+        """E_l of per-position Gram matrices Ĝ, Â of N channels."""
+        return self.style_scale * self._style(g, a, n)
+
+    def layer_weights(self, n: int) -> list[float]:
+        """The default w_l for n style layers."""
+        return [1.0 if self.summed else 1.0 / max(1, n)] * n
 
 
-CONVENTIONS = {"seed": Convention(content_seed, style_seed), "paper": Convention(content_paper, style_paper)}
+# paper: Gatys 2016 Sec. 2-3 — "conv4_2" is the rectified response (Caffe's in-place ReLU), w_l = 1/5 (Fig. 2).
+# seed: the write-up attaches its CLoss/SLoss modules "after a convolutional layer" (the module pattern of
+# PyTorch's neural-transfer tutorial, whose β range the write-up's matches): the loss reads the conv's output
+# before the ReLU, and the per-layer style losses are summed. Both are inferred from that code pattern; the
+# write-up states neither in words. Measured at the noise start (tubingen + composition_vii, 128 px): pre-ReLU
+# content loss 3.0x and style loss 3.9x the post-ReLU values (58% of conv4_2 outputs are negative).
+CONVENTIONS = {"seed": ("seed", content_seed, style_seed, "conv", True),
+               "paper": ("paper", content_paper, style_paper, "relu", False)}
 
 
-def convention(name: str) -> Convention:
-    """The loss convention called `name` ("seed" or "paper")."""
+def convention(name: str, *, weights: str = "original", tap: str | None = None) -> Convention:
+    """The loss convention called `name` ("seed" or "paper") for a backbone's `weights`; `tap` overrides its tap."""
     if name not in CONVENTIONS:
-        raise ValueError(f"loss convention {name!r} is not one of {sorted(CONVENTIONS)}")
-    return CONVENTIONS[name]
+        raise ValueError(f"loss {name!r} is not one of {sorted(CONVENTIONS)}")
+    label, content, style, default_tap, summed = CONVENTIONS[name]
+    scale = SEED_STYLE_SCALE.get(weights, 1.0) if name == "seed" else 1.0
+    return Convention(label, content, style, tap or default_tap, summed, scale)
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:

@@ -1,19 +1,21 @@
 """A sweep directory -> one DataFrame row per job -> report.csv and pivot tables; rebuilt from disk alone."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from nst import metrics, sweep
 from nst.files import write_text
 
 ALWAYS = ["alpha", "beta", "content_layers", "style_layers", "style_loss"]  # shown even when not swept
-METRICS = ["content_loss", "style_loss", "total_loss", "tv_loss", "gram_style_loss", "content_psnr"]
+METRICS = ["content_loss", "style_loss", "total_loss", "tv_loss", "gram_style_loss", "content_psnr",
+           "saved/content_loss", "saved/style_loss", "saved/total_loss"]
 RENAMED = {"style_loss": "style_loss_fn"}  # config keys whose names are taken by a metric column
-TAIL = ["steps", "evaluations", "seconds", "seconds_per_iteration", "device", "status", "error", "result"]
+TAIL = ["steps", "stop_reason", "evaluations", "seconds", "seconds_per_iteration", "peak_memory_mb", "device",
+        "status", "error", "finished_at"]
 NUMERIC_AXES = ("beta", "ratio", "alpha", "style_scale", "tv_weight", "size")
 
 
@@ -28,35 +30,40 @@ def job_dirs(sweep_dir: str | Path) -> list[Path]:
     return sorted(d for d in root.iterdir() if d.is_dir() and ((d / ".hydra").is_dir() or (d / "metrics.json").is_file()))
 
 
-def overrides(job_dir: Path) -> dict[str, str]:
-    """The job's command-line and sweep overrides, {key: value text}, hydra.* left out."""
+def overrides(job_dir: Path, launched: list[str] | None = None) -> dict[str, str]:
+    """The job's command-line and sweep overrides, {key: value text}, hydra.* left out: from its .hydra/, else
+    as launched (a job that never started)."""
     path = job_dir / ".hydra" / "overrides.yaml"
-    items = yaml.safe_load(path.read_text()) if path.is_file() else []
-    pairs = (item.lstrip("+~").partition("=") for item in items or [])
-    return {k: v for k, _, v in pairs if not k.startswith("hydra.")}
+    return sweep.parse(yaml.safe_load(path.read_text()) if path.is_file() else launched or [])
 
 
-def readable(value) -> object:
-    """Config values as table cells: lists -> "0,1,2", paths -> file stem, numbers stay numbers."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(readable(v)) for v in value) if value else "none"
-    if isinstance(value, str) and "/" in value:
-        return Path(value).stem
-    return value
+def typed(text: str | None) -> object:
+    """An override's value text as the config would hold it: numbers, lists, or the text."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
 
 
-def job_row(job_dir: Path, sweep_dir: Path, swept: list[str]) -> dict:
-    """One report row from a job directory's files."""
-    metrics_path = job_dir / "metrics.json"
-    m = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {"status": "missing", "config": {}}
+def first_style(value) -> str | None:
+    """The (first) style image path of a config's `style`."""
+    return (value[0] if value else None) if isinstance(value, list) else value
+
+
+def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str] | None = None) -> dict:
+    """One report row from a job directory's files: what figures need (image paths, layer names) included."""
+    m = metrics.read(job_dir) or {"status": "missing", "config": {}}
     cfg = m.get("config") or {}
-    row, given = {"job": job_dir.name}, overrides(job_dir)
+    row, given = {"job": job_dir.name}, overrides(job_dir, launched)
     for key in dict.fromkeys(ALWAYS + swept):
-        row[column(key)] = readable(cfg.get(key, given.get(key)))
-    if m.get("layers"):
-        names = m["layers"]
-        row["style_layer_names"] = ",".join(names.get(str(v), str(v)) for v in cfg.get("style_layers") or [])
-        row["content_layer_names"] = ",".join(names.get(str(v), str(v)) for v in cfg.get("content_layers") or [])
+        row[column(key)] = sweep.cell(cfg[key] if key in cfg else typed(given.get(key)))
+    for key, names_column in sweep.NAMES_COLUMNS.items():
+        row[names_column] = sweep.layer_names(cfg.get(key), m.get("layers") or {})
     if m.get("beta_used") is not None:
         row["beta"] = m["beta_used"]
     for key in METRICS:
@@ -65,6 +72,7 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str]) -> dict:
     for key in TAIL:
         row[key] = m.get(key)
     row["result"] = str((job_dir / "result.png").relative_to(sweep_dir)) if (job_dir / "result.png").is_file() else ""
+    row["content_image"], row["style_image"] = cfg.get("content"), first_style(cfg.get("style"))
     return row
 
 
@@ -78,16 +86,23 @@ def sort_key(value) -> tuple:
     return (1, len(parts), indices, text)  # conv indices numerically: 2 before 10
 
 
-def build(sweep_dir: str | Path) -> pd.DataFrame:
-    """The report of a sweep directory, one row per job, ordered by the swept values."""
+def build(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """The report of a sweep directory, one row per job, ordered by the swept values.
+
+    `jobs`: {job directory name: its overrides} of the invocation to report (a job without files is "missing");
+    other job directories found there are left out and listed in `df.attrs["others"]`. None: every job directory.
+    """
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep directory {str(sweep_dir)!r} does not exist")
-    dirs = job_dirs(sweep_dir)
+    found = job_dirs(sweep_dir)
+    jobs = jobs if jobs is not None else {d.name: [] for d in found}
+    dirs = [sweep_dir / name for name in jobs]
     if not dirs:
         raise ValueError(f"sweep directory {str(sweep_dir)!r} holds no job directories")
-    swept = swept_keys(dirs)
-    df = pd.DataFrame([job_row(d, sweep_dir, swept) for d in dirs])
+    swept = swept_keys(dirs, jobs)
+    df = pd.DataFrame([job_row(d, sweep_dir, swept, jobs[d.name]) for d in dirs])
+    df.attrs["others"] = sorted(d.name for d in found if d not in dirs)
     swept = df.attrs["swept"] = [column(k) for k in swept]
     keys = [k for k in swept if k in df]
     if keys:
@@ -95,14 +110,14 @@ def build(sweep_dir: str | Path) -> pd.DataFrame:
     return df
 
 
-def swept_keys(dirs: list[Path]) -> list[str]:
+def swept_keys(dirs: list[Path], launched: dict[str, list[str]] | None = None) -> list[str]:
     """Override keys whose values differ between jobs (a key set once for all jobs is not an axis)."""
     seen: dict[str, set[str]] = {}
     for d in dirs:
-        for k, v in overrides(d).items():
+        for k, v in overrides(d, (launched or {}).get(d.name)).items():
             seen.setdefault(k, set()).add(v)
     multi = [k for k, values in seen.items() if len(values) > 1]
-    return multi or [k for k in seen if k not in ("size", "steps", "device", "progress", "images_root", "threads")]
+    return multi or [k for k in seen if k not in sweep.NOT_AXES]
 
 
 def axes(df: pd.DataFrame) -> tuple[str | None, str | None]:
@@ -124,13 +139,29 @@ def pivots(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
             for metric in ("content_loss", "style_loss")}
 
 
-def write(sweep_dir: str | Path) -> tuple[pd.DataFrame, str]:
-    """Write report.csv and pivot_*.csv into the sweep directory; returns the report and a short summary."""
+def counts(df: pd.DataFrame, started: float | None) -> str:
+    """"25 jobs: 20 done, 3 skipped (finished before this run), 2 failed" from the status column."""
+    status = df["status"].copy()
+    if started is not None:
+        earlier = (status == "ok") & (pd.to_numeric(df["finished_at"], errors="coerce") < started)
+        status = status.where(status != "ok", "done").mask(earlier, "skipped (finished earlier)")
+    return f"{len(df)} jobs: " + ", ".join(f"{n} {s}" for s, n in status.value_counts().items())
+
+
+def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
+          started: float | None = None) -> tuple[pd.DataFrame, str]:
+    """Write report.csv and pivot_*.csv into the sweep directory; returns the report and a short summary.
+
+    `jobs` and `started` (epoch seconds): the reported invocation's job names and start, when known.
+    """
     sweep_dir = Path(sweep_dir)
-    df = build(sweep_dir)
+    df = build(sweep_dir, jobs)
     write_text(sweep_dir / "report.csv", df.to_csv(index=False))
-    lines = [f"{len(df)} jobs: " + ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items()),
-             f"report: {sweep_dir / 'report.csv'}"]
+    lines = [counts(df, started), f"report: {sweep_dir / 'report.csv'}"]
+    if df.attrs["others"]:
+        lines.append(f"warning: {len(df.attrs['others'])} other job directories in {sweep_dir} belong to other "
+                     f"runs and are not in this report: {', '.join(df.attrs['others'][:5])}"
+                     + (" ..." if len(df.attrs["others"]) > 5 else ""))
     for metric, table in pivots(df).items():
         write_text(sweep_dir / f"pivot_{metric}.csv", table.to_csv())
         lines += [f"{metric} (rows {table.index.name}, columns {table.columns.name}):",

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from nst.images import load_image, save_png
-from tests.conftest import TUBINGEN
+from tests.conftest import CONTENT
 
 
 def rgb_of(path) -> np.ndarray:
@@ -40,9 +40,9 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_resize_long_side_and_range():
-    x = load_image(TUBINGEN, 100)
+    x = load_image(CONTENT, 100)
     assert max(x.shape[-2:]) == 100 and x.min() >= 0 and x.max() <= 1
-    assert load_image(TUBINGEN, (30, 20)).shape == (1, 3, 20, 30)
+    assert load_image(CONTENT, (30, 20)).shape == (1, 3, 20, 30)
 
 
 def test_bad_files_are_one_line_errors(tmp_path):

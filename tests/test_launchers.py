@@ -16,6 +16,7 @@ def basic(tmp_path_factory):
     return sweep
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher, trace", [("local", ".submitit"), ("parallel", None)])
 def test_launcher_gives_the_basic_report(basic, tmp_path, launcher, trace):
     r = run_cli("experiments.grid", *GRID, f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}")
@@ -26,3 +27,20 @@ def test_launcher_gives_the_basic_report(basic, tmp_path, launcher, trace):
     assert (tmp_path / "grid.png").is_file() and (tmp_path / "pivot_style_loss.csv").is_file()
     if trace:  # the jobs really went through submitit
         assert any((tmp_path / trace).rglob("*_result.pkl"))
+
+
+@pytest.mark.slow
+def test_batched_launcher_matches_the_basic_report(basic, tmp_path):
+    """hydra/launcher=batched: every job its own files and report row; final losses within 2% of the solo runs."""
+    r = run_cli("experiments.grid", *GRID, "hydra/launcher=batched", f"hydra.sweep.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ours, reference = pd.read_csv(tmp_path / "report.csv"), pd.read_csv(basic / "report.csv")
+    assert list(ours.columns) == list(reference.columns)
+    assert list(ours["job"]) == list(reference["job"]) and set(ours["status"]) == {"ok"}
+    assert (ours["steps"] == reference["steps"]).all()
+    for ours_loss, solo in zip(ours["total_loss"], reference["total_loss"]):
+        assert ours_loss == pytest.approx(solo, rel=0.02)
+    for job in ours["job"]:
+        assert {p.name for p in (tmp_path / job).iterdir()} >= {".hydra", "result.png", "history.csv",
+                                                                 "config.yaml", "metrics.json"}
+    assert (tmp_path / "grid.png").is_file()

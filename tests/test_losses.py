@@ -36,11 +36,30 @@ def test_style_conventions():
     n, m = 6, 12
     sq = sum(v * v for v in (g - a).flatten().tolist())
     assert losses.style_paper(g / m, a / m, n).item() == pytest.approx(sq / (4 * n**2 * m**2), rel=1e-5)
-    assert losses.style_seed(g / m, a / m, n).item() == pytest.approx(
-        losses.SEED_STYLE_SCALE * sq / (n**4 * m**2), rel=1e-5)
+    assert losses.style_seed(g / m, a / m, n).item() == pytest.approx(sq / (n**4 * m**2), rel=1e-5)
     assert losses.style_paper(g, g, n).item() == 0
 
 
 def test_unknown_convention():
     with pytest.raises(ValueError, match="'gatys'.*paper.*seed"):
         losses.convention("gatys")
+
+
+def test_conventions_tap_and_layer_weights():
+    """seed: conv indices read the conv output before its ReLU and style layers add up; paper: rectified, 1/|L|."""
+    seed, paper = losses.convention("seed"), losses.convention("paper")
+    assert (seed.tap, seed.layer_weights(4)) == ("conv", [1.0] * 4)
+    assert (paper.tap, paper.layer_weights(4)) == ("relu", [0.25] * 4)
+    assert losses.convention("paper", tap="conv").tap == "conv"  # either convention can use either tap
+    with pytest.raises(ValueError, match="loss 'foo'"):
+        losses.convention("foo")
+
+
+def test_seed_constant_is_for_the_caffe_weights_only():
+    g, a = seeded(8, 8), seeded(8, 8, seed=1)
+    caffe = losses.convention("seed", weights="original")
+    assert caffe.style_scale == losses.SEED_STYLE_SCALE["original"] < 1
+    for weights in ("normalized", "random", "/some/torchvision/vgg19.pth"):
+        assert losses.convention("seed", weights=weights).style_scale == 1.0
+    torch.testing.assert_close(caffe.style(g, a, 8), caffe.style_scale * losses.style_seed(g, a, 8))
+    assert losses.convention("paper", weights="original").style_scale == 1.0

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from nst import style_losses
-from nst.losses import CONVENTIONS, gram
+from nst.losses import convention, gram
 
-SEED = CONVENTIONS["seed"]
+SEED = convention("seed")
 
 
 def features(m_side: int, seed: int, n: int = 4) -> torch.Tensor:

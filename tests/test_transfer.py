@@ -8,7 +8,7 @@ from nst.engine import NonFiniteLoss, optimise
 from nst.features import Encoder, convs, layer_key
 from nst.images import load_image
 from nst.transfer import StyleTransfer
-from tests.conftest import COMPOSITION_VII, TUBINGEN
+from tests.conftest import CONTENT, STYLE
 
 
 def small_cnn() -> nn.Module:
@@ -42,11 +42,12 @@ def test_style_transfer_runs_on_a_small_cnn():
 
 def test_total_is_weighted_sum_and_layer_weights_default(vgg):
     net, prep = vgg
-    c = prep(load_image(TUBINGEN, 32))
-    s = prep(load_image(COMPOSITION_VII, (c.shape[-1], c.shape[-2])))
-    model = StyleTransfer(net, c, s, content_layers=[4], style_layers=[0, 2], alpha=2.0, beta=30.0)
+    c = prep(load_image(CONTENT, 32))
+    s = prep(load_image(STYLE, (c.shape[-1], c.shape[-2])))
+    model = StyleTransfer(net, c, s, content_layers=[4], style_layers=[0, 2], alpha=2.0, beta=30.0,
+                          convention="paper")
     t = model(prep(torch.rand(c.shape)))
-    assert model.weights == [0.5, 0.5]
+    assert model.weights == [0.5, 0.5]  # paper: w_l = 1/|layers|
     expected_style = 0.5 * sum(t.style_layers.values())
     assert t.style.item() == pytest.approx(expected_style.item(), rel=1e-6)
     assert t.total.item() == pytest.approx(2.0 * t.content.item() + 30.0 * t.style.item(), rel=1e-6)
@@ -59,7 +60,7 @@ def test_total_is_weighted_sum_and_layer_weights_default(vgg):
 ])
 def test_bad_weights_and_layers(vgg, kwargs, match):
     net, prep = vgg
-    c = prep(load_image(TUBINGEN, 32))
+    c = prep(load_image(CONTENT, 32))
     args = {"content_layers": [4], "style_layers": [0, 1]} | kwargs
     with pytest.raises(ValueError, match=match):
         StyleTransfer(net, c, c, **args)
@@ -67,14 +68,14 @@ def test_bad_weights_and_layers(vgg, kwargs, match):
 
 def test_too_small_for_the_deepest_layer(vgg):
     net, prep = vgg
-    c = prep(load_image(TUBINGEN, 12))
-    with pytest.raises(ValueError, match=r"image size 12x9 is too small for layers \['relu5_1'\]"):
+    c = prep(load_image(CONTENT, 12))
+    with pytest.raises(ValueError, match=r"image size 10x12 is too small for layers \['relu5_1'\]"):
         StyleTransfer(net, c, None, content_layers=["relu5_1"], style_layers=[])
 
 
 def test_nan_stops_the_job(vgg):
     net, prep = vgg
-    c = prep(load_image(TUBINGEN, 32))
+    c = prep(load_image(CONTENT, 32))
     model = StyleTransfer(net, c, None, content_layers=[0], style_layers=[])
     bad = c.clone()
     bad[..., 0, 0] = math.nan
@@ -90,7 +91,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_content_reconstruction_fig1_claim(vgg):
     """From noise, relu1_1 reconstructs the photo (>= 30 dB); relu5_2 keeps less of it (>= 3 dB lower)."""
     net, prep = vgg
-    img = load_image(TUBINGEN, 64)
+    img = load_image(CONTENT, 64)
     init = prep(0.5 + 0.1 * torch.randn(img.shape, generator=torch.Generator().manual_seed(0)))
     scores = {}
     for index in (0, 13):
@@ -103,9 +104,32 @@ def test_content_reconstruction_fig1_claim(vgg):
 @pytest.mark.slow
 def test_style_only_lowers_style_loss_100x(vgg):
     net, prep = vgg
-    style = prep(load_image(COMPOSITION_VII, 64))
+    style = prep(load_image(STYLE, 64))
     model = StyleTransfer(net, None, style, content_layers=[], style_layers=[0, 2, 4, 8], alpha=0, beta=1.0)
     init = prep(0.5 + 0.1 * torch.randn(style.shape, generator=torch.Generator().manual_seed(0)))
     result = optimise(model, init, steps=100)
     assert result.history[0].iteration == 0
     assert result.terms["style_loss"] * 100 <= result.history[0].terms["style_loss"]
+
+
+def test_tap_reads_before_or_after_the_relu(vgg):
+    """Index 4 under tap=conv is conv3_1's output (negative values occur); under tap=relu it is relu3_1 (never)."""
+    net, prep = vgg
+    x = prep(load_image(CONTENT, 32))
+    pre, post = Encoder(net, [4], tap="conv")(x)[4], Encoder(net, [4], tap="relu")(x)[4]
+    assert (pre < 0).any() and (post >= 0).all()
+    torch.testing.assert_close(post, torch.relu(pre))
+    assert (layer_key(4, net, "conv"), layer_key(4, net, "relu")) == ("conv3_1", "relu3_1")
+    seed = StyleTransfer(net, x, x, content_layers=[4], style_layers=[0, 2], convention="seed")
+    assert set(seed(x).style_layers) == {"conv1_1", "conv2_1"} and seed.keys[4] == "conv3_1"
+
+
+def test_seed_sums_style_layers_and_paper_averages(vgg):
+    net, prep = vgg
+    c = prep(load_image(CONTENT, 32))
+    s = prep(load_image(STYLE, (c.shape[-1], c.shape[-2])))
+    x = prep(torch.rand(c.shape))
+    for convention, weight in (("seed", 1.0), ("paper", 1 / 3)):
+        model = StyleTransfer(net, c, s, content_layers=[], style_layers=[0, 2, 4], convention=convention)
+        t = model(x)
+        assert t.style.item() == pytest.approx(weight * sum(v.item() for v in t.style_layers.values()), rel=1e-5)

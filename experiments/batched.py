@@ -1,0 +1,107 @@
+"""The batched launcher's work: prepare each job as the basic launcher would, then run the pending ones batched.
+
+Every job still gets its own directory with .hydra/, result.png, history.csv, config.yaml and metrics.json; a
+job that fails (bad input, NaN) is recorded as failed alone; complete jobs are skipped (resume).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.types import HydraContext
+from omegaconf import DictConfig, open_dict
+
+from experiments import app
+from experiments.job import clear_previous, finished, settings, write_outputs
+from nst import metrics
+from nst.batch import run_all
+from nst.inputs import fingerprints
+from nst.spec import JobSpec
+
+log = logging.getLogger("nst")
+
+
+@dataclass
+class Pending:
+    """A job that is to run: where, its config, spec and input fingerprints."""
+
+    out: Path
+    config: dict[str, Any]
+    spec: JobSpec
+    inputs: dict[str, str]
+    cfg: DictConfig
+
+
+def prepare(cfg: DictConfig) -> Pending | float | None:
+    """In the job's Hydra context: validate, skip a complete job (its total loss), else what it needs to run.
+    None for a job that failed here (recorded in its metrics.json)."""
+    out = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        from experiments.validate import validate
+
+        typed = app.typed_overrides(HydraConfig.get().overrides.task)
+        validate(app.resolved(cfg, typed), typed)
+        done = finished(cfg, out)
+        if done is not None:
+            log.info("job %s is complete, skipped", out.name)
+            return done["total_loss"]
+        c = settings(cfg)
+        spec = JobSpec.from_config(c)
+        clear_previous(out)
+        return Pending(out, c, spec, fingerprints(spec), cfg)
+    except Exception as e:
+        app.record_failure(cfg, out, e)
+        app.SESSION.failed.add(str(out))
+        log.error("job %s failed: %s", out.name, app.describe_job_error(e))
+        return None
+
+
+def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
+           initial_job_idx: int, batch_size: int) -> list[JobReturn]:
+    """Prepare every job (Hydra's run_job: directories, .hydra/, logs), then run the pending ones in batches."""
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    log.info("Preparing %d jobs for batched runs (batch_size %d)", len(job_overrides), batch_size)
+    returns: list[JobReturn] = []
+    for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+        log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+        sweep_config = context.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
+        returns.append(run_job(hydra_context=context, task_function=prepare, config=sweep_config,
+                               job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    pending = [(i, r.return_value) for i, r in enumerate(returns)
+               if r.status == JobStatus.COMPLETED and isinstance(r.return_value, Pending)]
+    start = time.perf_counter()
+
+    def done(k: int, result: Any) -> None:
+        i, job = pending[k]
+        if isinstance(result, BaseException):
+            app.record_failure(job.cfg, job.out, result)
+            app.SESSION.failed.add(str(job.out))
+            log.error("job %s failed: %s", job.out.name, app.describe_job_error(result))
+            returns[i].return_value = None
+            return
+        record = metrics.job_metrics(result, job.config, job.inputs, seed=job.spec.seed,
+                                     total_seconds=time.perf_counter() - start)
+        write_outputs(job.out, job.config, result, record)
+        log.info("%s: total %.4g content %.4g style %.4g", job.out.name, record["total_loss"],
+                 record["content_loss"], record["style_loss"])
+        returns[i].return_value = record["total_loss"]
+
+    try:
+        run_all([job.spec for _, job in pending], batch_size=batch_size, done=done)
+    except KeyboardInterrupt as e:
+        for i, job in pending:
+            if metrics.read(job.out) is None:
+                app.record_interrupt(job.cfg, job.out, e, start)
+        raise
+    return returns

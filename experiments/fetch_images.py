@@ -1,0 +1,48 @@
+"""`python -m experiments.fetch_images [--root DIR]`: download the paper's images (nst/fetch.py) for the presets."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nst.fetch import PAPER_IMAGES, default_images_root, fetch_images, fetch_root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.fetch_images",
+        description="Download Gatys et al. 2016's images (Tübingen, Starry Night, The Scream, Shipwreck of the "
+                    "Minotaur, Composition VII; not Picasso's Femme nue assise, which is not public domain), "
+                    "check their MD5 and store them unresized as content/tubingen.jpg, style/<name>.jpg.")
+    parser.add_argument("--root", default=None,
+                        help=f"where to store them (default: $NST_IMAGES if set, else {fetch_root()})")
+    parser.add_argument("--base-url", default=None,
+                        help="a mirror holding the same files as BASE_URL/content/tubingen.jpg, BASE_URL/style/...")
+    parser.add_argument("--force", action="store_true", help="replace files whose MD5 is not the published one")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
+    args = parser.parse_args(argv)
+    root = args.root or str(fetch_root())
+
+    def report(image, status: str) -> None:
+        if status == "present":
+            print(f"already had {image.path}")
+        elif status == "kept":
+            print(f"kept {image.path}: not the published file (--force downloads it again)")
+        else:
+            print(f"{status.replace('fetched', f'fetched {image.path}', 1)} ({image.title}, {image.credit})")
+
+    try:
+        failures = fetch_images(root, PAPER_IMAGES, args.base_url, args.force, args.timeout, report=report)
+    except OSError as e:  # the root cannot be created, written or read
+        print(f"error: cannot store the images in {root}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    if failures:
+        detail = " | ".join(failures).replace("\n", " ")
+        print(f"error: {len(failures)} of {len(PAPER_IMAGES)} images not fetched into {root}: {detail}",
+              file=sys.stderr)
+        return 2
+    print(f"images in {root}; the presets read images_root = {default_images_root()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,465 @@
+"""One validation layer: every key of a job's resolved config is checked once, before an image is decoded or a
+tensor allocated, and the first bad one raises a ConfigError whose message is one line,
+`<key> <value as typed> <why / what is accepted>`.
+
+`validate(cfg, typed)` takes the resolved config as a plain dict (no `hydra` key); `typed` maps a key to the text
+the user gave on the command line (Hydra's task overrides), so that messages quote what was typed (`beta 1e4`,
+not `beta 10000.0`). Cheap checks of what the job will read: image files are opened for their header only
+(size, Pillow's decompression-bomb limit), a weights file is loaded memory-mapped and compared tensor by tensor
+with the architecture built on the meta device, and layers are resolved on that same weightless network.
+Warnings (an image upscaled 3x or more) go to the `nst` logger.
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import re
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("nst")
+
+MAX_PIXELS = 4_194_304  # default of `max_pixels` (2048 x 2048) when a config lacks the key
+UPSCALE_WARNING = 3.0   # an image upscaled by this factor or more gets a warning
+INITS = ("noise", "content", "style")
+PRECISIONS = ("fp32", "tf32", "bf16")
+POOLINGS = ("max", "avg")
+LINE_SEARCHES = ("strong_wolfe", None)
+SEED_RANGE = (-(2 ** 63), 2 ** 64)  # what torch.manual_seed accepts
+BUILT_IN = ("original", "normalized")  # VGG19 weights that need no file (nst/vgg.py)
+
+
+class ConfigError(ValueError):
+    """A config value that the job cannot run with; the message is one line naming the key and the value."""
+
+
+class _Check:
+    """The config being checked, with the typed text of each key for messages."""
+
+    def __init__(self, cfg: Mapping[str, Any], typed: Mapping[str, str] | None):
+        self.cfg, self.typed = cfg, dict(typed or {})
+
+    def shown(self, key: str, value: Any = ...) -> str:
+        """The value as the user typed it (quoted when it is text), else as the config holds it."""
+        own = value is ...  # the key's whole value (else a part of it, e.g. one path of a list)
+        value = self.get(key) if own else value
+        text = self.typed.get(key) if own else None
+        if text is None or "${" in text:
+            text = _repr(value)
+        elif isinstance(value, str):
+            text = repr(text.strip("'\"")) if value != "" else "''"
+        return f"{key} {text}"
+
+    def get(self, key: str) -> Any:
+        node: Any = self.cfg
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        return node
+
+    def fail(self, key: str, why: str, value: Any = ...) -> ConfigError:
+        return ConfigError(f"{self.shown(key, value)} {why}")
+
+
+def _repr(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_repr(v) for v in value) + "]"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+# ---------------------------------------------------------------------------------------------------- simple keys
+
+def _number(c: _Check, key: str, *, low: float = 0.0, strict: bool = False, null: bool = False,
+            integer: bool = False, high: float | None = None) -> None:
+    value = c.get(key)
+    if value is None and null:
+        return
+    kind = "an integer" if integer else "a finite number"
+    bound = f"> {low:g}" if strict else f">= {low:g}"
+    bound += f" and <= {high:g}" if high is not None else ""
+    ok = (_is_int(value) if integer else _is_number(value)) and (value > low if strict else value >= low) \
+        and (high is None or value <= high)
+    if not ok:
+        raise c.fail(key, f"must be {kind} {bound}" + (" or null" if null else ""))
+
+
+def _choice(c: _Check, key: str, choices: tuple | list, *, null: bool = False) -> None:
+    value = c.get(key)
+    if value is None and null or value in choices and isinstance(value, (str, type(None))):
+        return
+    names = [str(x) for x in choices if x is not None] + (["null"] if null or None in choices else [])
+    hint = _suggest(value, names) if isinstance(value, str) else ""
+    raise c.fail(key, f"is not one of {' | '.join(names)}{hint}")
+
+
+def _bool(c: _Check, key: str) -> None:
+    if not isinstance(c.get(key), bool):
+        raise c.fail(key, "must be true or false")
+
+
+def _weights_list(c: _Check, key: str, count: int | None, what: str, *, nonzero: bool = False) -> list[float] | None:
+    """A list of weights >= 0 (one item or null allowed), `count` of them when given, not all 0 when `nonzero`."""
+    value = _as_list(c.get(key))
+    if not value:
+        return None
+    if not all(_is_number(v) and v >= 0 for v in value):
+        raise c.fail(key, f"must be a list of finite numbers >= 0 (one per {what}) or null")
+    if nonzero and sum(value) <= 0:
+        raise c.fail(key, f"weights are all 0: at least one {what} needs a weight > 0")
+    if count is not None and len(value) != count:
+        raise c.fail(key, f"has {len(value)} weight{'s' * (len(value) != 1)} for {count} {what}"
+                          f"{'s' * (count != 1)}; give one per {what} or null")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------- images
+
+def image_header(c: _Check, key: str, path: Any, value: Any = ...) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(path, str) or path.strip() == "":
+        raise c.fail(key, "is empty: give an image file path" if path == "" else "must be an image file path", value)
+    p = Path(path)
+    if p.is_dir():
+        raise c.fail(key, "is a directory, not an image file", value)
+    if not p.exists():
+        raise c.fail(key, "does not exist (no such file)" + _download_hint(p), value)
+    if not p.is_file():
+        raise c.fail(key, "is not a regular file", value)
+    limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as img:
+                return img.size
+    except Image.DecompressionBombError as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found.group(1)):,} pixels, " if found else ""
+        raise c.fail(key, f"is an image of {size}over Pillow's decompression-bomb limit of {limit:,} pixels "
+                          "(2 x PIL.Image.MAX_IMAGE_PIXELS); refusing to decode it", value) from None
+    except PermissionError:
+        raise c.fail(key, "cannot be read (permission denied)", value) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise c.fail(key, f"is not an image Pillow can read ({type(e).__name__})", value) from None
+
+
+def _download_hint(path: Path) -> str:
+    """How to get the file when it is one of the paper's images (nst/fetch.py), else ""."""
+    try:
+        from nst.fetch import missing_hint
+    except ImportError:
+        return ""
+    hint = missing_hint(path)
+    return f"; {hint}" if hint else ""
+
+
+def fit_long_side(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) scaled so that the long side is `size` px (as nst.images.fit_long_side)."""
+    scale = size / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _upscale_warning(key: str, path: str, native: tuple[int, int], target: tuple[int, int], how: str) -> None:
+    factor = max(target) / max(native)
+    if factor >= UPSCALE_WARNING:
+        log.warning("%s %r is %dx%d px, upscaled %.1fx to %dx%d (%s): expect a blurry result", key, path,
+                    *native, factor, *target, how)
+
+
+# ---------------------------------------------------------------------------------------------------- network
+
+def structure(arch: str, weights: str, pooling: str):
+    """The backbone nst.backbones.backbone would build, on the meta device (no memory, no weights); None if it
+    cannot be built there."""
+    import torch
+
+    from nst.vgg import vgg19_features
+
+    try:
+        with torch.device("meta"):
+            if arch == "vgg19" and weights != "random":
+                return vgg19_features(pooling=pooling if pooling in POOLINGS else "max")
+            import torchvision
+
+            return torchvision.models.get_model(arch, weights=None)
+    except Exception:  # an architecture that cannot be built on meta: the job's own errors apply
+        return None
+
+
+def _as_list(value: Any) -> list:
+    """null -> [], one item -> [item], a list as it is (as nst.spec.as_tuple reads them)."""
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _layers(c: _Check, key: str, net: Any) -> list:
+    value = _as_list(c.get(key))
+    for layer in value:
+        if isinstance(layer, bool) or not isinstance(layer, (int, str)) or layer == "":
+            raise c.fail(key, f"holds {_repr(layer)}: each layer is a conv index (0, 1, ...) or a layer name")
+    if net is not None:
+        from nst.features import resolve
+
+        for layer in value:
+            try:
+                resolve(layer, net)
+            except ValueError as e:
+                raise c.fail(key, f"is not valid: {e}") from None
+    return value
+
+
+def _weights(c: _Check, arch: str) -> None:
+    key, value = "weights", c.get("weights")
+    if value == "random":
+        return
+    if value in BUILT_IN:
+        if arch != "vgg19":
+            raise c.fail(key, f"exist for vgg19 only; give arch={arch} a state_dict path or 'random'")
+        return
+    if not isinstance(value, str) or value.strip() == "":
+        raise c.fail(key, f"must be {' | '.join(BUILT_IN)} (vgg19), random or a state_dict file path")
+    path = Path(value)
+    if path.is_dir():
+        raise c.fail(key, "is a directory, not a state_dict file")
+    if not path.is_file():
+        raise c.fail(key, f"does not exist: give a {arch} state_dict file, random or {' | '.join(BUILT_IN)} (vgg19)"
+                     + _suggest(value, ["random", *BUILT_IN]))
+    import torch
+
+    try:  # memory-mapped: the tensors are not read; weights_only always (a weights file is never code)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # a legacy (non-zip) torch.save file cannot be mapped; or not a torch file at all
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise c.fail(key, f"is not a state_dict file (torch.load with weights_only=True failed: "
+                              f"{type(e).__name__}); give a file written by torch.save(model.state_dict())") from None
+    if not isinstance(state, Mapping) or not state or \
+            not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise c.fail(key, "is not a state_dict file (a dict of parameter names to tensors); give a file written "
+                          "by torch.save(model.state_dict())")
+    net = structure(arch, "random", "max")  # the torchvision architecture the file must fit
+    if net is None:
+        return
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if arch == "vgg19":  # nst.vgg.load_torchvision reads the conv layers (`features.*`) only
+        expected = {k: s for k, s in expected.items() if k.startswith("features.")}
+        found = {k: s for k, s in found.items() if k.startswith("features.")}
+        unexpected: list[str] = []
+    else:
+        unexpected = sorted(set(found) - set(expected))
+    missing = sorted(set(expected) - set(found))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
+    if wrong:
+        k = wrong[0]
+        problems.append(f"{len(wrong)} of another shape (e.g. {k}: {list(found[k])} in the file, "
+                        f"{list(expected[k])} in {arch})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if problems:
+        raise c.fail(key, f"do not fit {arch}: " + ", ".join(problems))
+
+
+def _device(c: _Check) -> None:
+    value = c.get("device")
+    if value == "auto":
+        return
+    found = re.fullmatch(r"(cpu|cuda)(?::(\d+))?", value) if isinstance(value, str) else None
+    if found is None:
+        raise c.fail("device", "is not one of auto | cpu | cuda | cuda:N")
+    if found.group(1) == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise c.fail("device", "requested but CUDA is not available (use device=auto or cpu)")
+        count = torch.cuda.device_count()
+        if found.group(2) is not None and int(found.group(2)) >= count:
+            raise c.fail("device", f"does not exist: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+
+
+def _optimizer(c: _Check) -> None:
+    from nst.engine import OPTIMIZERS
+
+    opt = c.get("optimizer")
+    if not isinstance(opt, Mapping):
+        raise c.fail("optimizer", "must be a config group: optimizer=lbfgs or optimizer=adam")
+    extra = sorted(set(opt) - {"name", "lr", "history_size", "line_search"})
+    if extra:
+        raise c.fail(f"optimizer.{extra[0]}", "is not an optimizer key (name, lr, history_size, line_search)")
+    _choice(c, "optimizer.name", OPTIMIZERS)
+    _number(c, "optimizer.lr", strict=True)
+    lbfgs = opt["name"] == "lbfgs"
+    _number(c, "optimizer.history_size", low=1 if lbfgs else 0, integer=True)
+    _choice(c, "optimizer.line_search", LINE_SEARCHES)
+
+
+def _multiscale(c: _Check) -> list[tuple[int, int]] | None:
+    plan = c.get("multiscale")
+    if plan is None:
+        return None
+    example = "a list of [size, steps] pairs, e.g. [[128,200],[256,100]]"
+    if not isinstance(plan, list) or not plan:
+        raise c.fail("multiscale", f"must be {example}, or null")
+    for pair in plan:
+        if not isinstance(pair, list) or len(pair) != 2 or not all(_is_int(v) for v in pair):
+            raise c.fail("multiscale", f"holds {_repr(pair)}: must be {example}")
+        if pair[0] < 1 or pair[1] < 0:
+            raise c.fail("multiscale", f"holds {_repr(pair)}: size must be >= 1 and steps >= 0")
+    sizes = [p[0] for p in plan]
+    if any(b <= a for a, b in zip(sizes, sizes[1:])):
+        raise c.fail("multiscale", f"has sizes {_repr(sizes)}: sizes must increase (coarse to fine)")
+    return [tuple(p) for p in plan]
+
+
+# ---------------------------------------------------------------------------------------------------- validate
+
+def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
+    """Check every key of a job's resolved config (a plain dict without `hydra`); raise ConfigError on the first
+    bad one. `typed`: {key: text as typed on the command line}, quoted in messages."""
+    from nst.color import MODES as COLOR_MODES
+    from nst.features import TAPS
+    from nst.losses import CONVENTIONS
+    from nst.style_losses import STYLE_LOSSES
+
+    c = _Check(cfg, typed)
+    unknown = [k for k in cfg if k not in CHECKED]
+    if unknown:
+        raise c.fail(unknown[0], "is not a config key" + _suggest(unknown[0], list(CHECKED)))
+    missing = [k for k in CHECKED if k not in cfg and k not in OPTIONAL]
+    if missing:
+        raise ConfigError(f"{missing[0]} is missing from the config")
+
+    # the keys that need no file
+    if "max_pixels" in cfg:
+        _number(c, "max_pixels", low=1, integer=True)
+    _number(c, "size", low=1, integer=True)
+    _number(c, "style_scale", strict=True, high=16, null=True)
+    _number(c, "steps", integer=True)
+    plan = _multiscale(c)
+    _number(c, "alpha")
+    _number(c, "beta")
+    _number(c, "ratio", strict=True, null=True)
+    _number(c, "tv_weight")
+    _number(c, "noise_std")
+    seed = c.get("seed")
+    if not _is_int(seed) or not SEED_RANGE[0] <= seed < SEED_RANGE[1]:
+        raise c.fail("seed", "must be an integer (e.g. 0)")
+    _number(c, "threads", low=1, integer=True, null=True)
+    _bool(c, "progress")
+    _choice(c, "loss", sorted(CONVENTIONS))
+    _choice(c, "tap", list(TAPS), null=True)
+    _choice(c, "style_loss", list(STYLE_LOSSES))
+    _choice(c, "preserve_color", list(COLOR_MODES), null=True)
+    _choice(c, "pooling", POOLINGS)
+    _choice(c, "precision", PRECISIONS)
+    _device(c)
+    _optimizer(c)
+    if not isinstance(c.get("images_root"), str):
+        raise c.fail("images_root", "must be a directory path")
+
+    # the network: architecture, weights, layers
+    arch = c.get("arch")
+    if arch != "vgg19":  # torchvision is imported only for other architectures
+        from nst.backbones import architectures
+
+        names = architectures()
+    if arch != "vgg19" and (not isinstance(arch, str) or arch not in names):
+        raise c.fail("arch", "is not a torchvision architecture (e.g. vgg19, vgg16, resnet18, alexnet)"
+                     + (_suggest(arch, names) if isinstance(arch, str) else ""))
+    _weights(c, arch)
+    net = structure(arch, str(c.get("weights")), str(c.get("pooling")))
+    content_layers = _layers(c, "content_layers", net)
+    style_layers = _layers(c, "style_layers", net)
+    _weights_list(c, "style_layer_weights", len(style_layers) if style_layers else None, "style layer")
+
+    # something to optimise
+    alpha, beta = c.get("alpha"), c.get("beta")
+    ratio = c.get("ratio")
+    beta_used = alpha / ratio if ratio is not None else beta
+    if not content_layers and not style_layers:
+        raise ConfigError(f"{c.shown('content_layers')} and {c.shown('style_layers')}: no layers, nothing to "
+                          "optimise; give content or style layers")
+    if (alpha == 0 or not content_layers) and (beta_used == 0 or not style_layers) and c.get("tv_weight") == 0:
+        parts = [c.shown("alpha") if content_layers else c.shown("content_layers")]
+        parts.append((c.shown("beta") if ratio is None else f"{c.shown('ratio')} (beta = alpha / ratio = 0)")
+                     if style_layers else c.shown("style_layers"))
+        raise ConfigError(f"{' and '.join(parts)}: every loss term is weighted 0, nothing to optimise; "
+                          "set alpha > 0 for content or beta > 0 for style")
+
+    # the images: headers only
+    sizes = [p[0] for p in plan] if plan else [c.get("size")]
+    budget = cfg.get("max_pixels", MAX_PIXELS)
+    content = c.get("content")
+    native = image_header(c, "content", content)
+    long_side = max(sizes)
+    target = fit_long_side(*native, long_side)
+    if target[0] * target[1] > budget:
+        key = "multiscale" if plan else "size"
+        raise c.fail(key, f"gives a {target[0]}x{target[1]} image = {target[0] * target[1]:,} pixels, over "
+                          f"max_pixels {budget:,}; use a smaller size or raise max_pixels")
+    _upscale_warning("content", content, native, target, f"size={long_side}")
+
+    styles = _as_list(c.get("style"))
+    if style_layers:
+        if not styles:
+            raise c.fail("style", "is empty: style_layers need at least one style image")
+        for path in styles:  # with several styles a message quotes the one at fault
+            native_style = image_header(c, "style", path, path if len(styles) > 1 else ...)
+            scale = c.get("style_scale")
+            size = target if scale is None else fit_long_side(*native_style, max(1, round(scale * max(target))))
+            if size[0] * size[1] > budget:
+                raise c.fail("style_scale", f"gives a {size[0]}x{size[1]} style image = {size[0] * size[1]:,} "
+                                            f"pixels, over max_pixels {budget:,}")
+            _upscale_warning("style", path, native_style, size,
+                             "the content's size" if scale is None else f"style_scale={scale}")
+        _weights_list(c, "style_blend", len(styles), "style image", nonzero=True)
+    else:
+        if not all(isinstance(s, str) for s in styles):
+            raise c.fail("style", "must be an image path or a list of image paths")
+        _weights_list(c, "style_blend", None, "style image", nonzero=True)
+
+    init = c.get("init")
+    if init == "style" and not style_layers:
+        raise c.fail("init", "needs style layers (the style image is read only for them); use noise or content")
+    if init not in INITS:
+        if not isinstance(init, str) or not Path(init).suffix and not Path(init).is_dir():
+            raise c.fail("init", f"is not one of {' | '.join(INITS)} or an image file (a path with its extension)"
+                         + (_suggest(init, list(INITS)) if isinstance(init, str) else ""))
+        native_init = image_header(c, "init", init)
+        _upscale_warning("init", init, native_init, target, "the content's size")
+
+
+# every key of conf/config.yaml, in its order (tests/test_bad_input.py keeps the two in step); `optimizer` is the
+# config group (conf/optimizer/*.yaml: name, lr, history_size, line_search)
+CHECKED = ("content", "style", "style_blend", "images_root", "size", "style_scale", "steps", "multiscale", "alpha",
+           "beta", "ratio", "content_layers", "style_layers", "style_layer_weights", "loss", "tap", "style_loss",
+           "tv_weight",
+           "preserve_color", "arch", "weights", "pooling", "init", "noise_std", "seed", "device", "precision",
+           "threads", "progress", "max_pixels", "optimizer")
+OPTIONAL = ("max_pixels",)  # a config written before the key existed gets MAX_PIXELS
+OPTIMIZER_KEYS = ("name", "lr", "history_size", "line_search")

@@ -1,0 +1,43 @@
+"""`hydra/launcher=batched`: a sweep's compatible jobs optimised as one batch on one device (nst/batch.py).
+
+Hydra finds this launcher through the `hydra_plugins` namespace package; the work is in experiments/batched.py.
+It runs nst-sweeps jobs only (it does not call the task function of another app). No `from __future__ import
+annotations` here: Hydra loads this module outside sys.modules, where dataclasses cannot resolve string annotations.
+"""
+from collections.abc import Sequence
+from typing import Optional
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+@dataclass
+class BatchedLauncherConf:
+    _target_: str = "hydra_plugins.nst_batched_launcher.batched_launcher.BatchedLauncher"
+    batch_size: int = 32  # the most jobs in one batch (memory: activations grow with it)
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="batched_base", node=BatchedLauncherConf, provider="nst-sweeps")
+
+
+class BatchedLauncher(Launcher):
+    """Prepares every job as Hydra's basic launcher would (directory, .hydra/, validation, resume), then runs
+    the jobs that are not done in batches of compatible ones."""
+
+    def __init__(self, batch_size: int = 32) -> None:
+        self.batch_size = batch_size
+        self.config: Optional[DictConfig] = None
+        self.hydra_context: Optional[HydraContext] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from experiments.batched import launch
+
+        assert self.config is not None and self.hydra_context is not None
+        return launch(self.hydra_context, self.config, job_overrides, initial_job_idx, self.batch_size)

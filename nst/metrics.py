@@ -1,0 +1,95 @@
+"""metrics.json, the record of one job: its schema, how it is written and read, and the resume rule.
+
+A finished job's metrics.json holds: `status` ("ok"), the optimiser's final loss terms (`total_loss`,
+`content_loss`, `style_loss`, `tv_loss`, per layer `content/<layer>`, `style/<layer>`), the same terms of the
+image as saved (`saved/total_loss`, ...: clamped to [0, 1] and rounded to 8 bits), `gram_style_loss`,
+`content_psnr`, `steps` (iterations run), `stop_reason` (null unless it stopped early), `evaluations`,
+`seconds`, `seconds_per_iteration`, `setup_seconds`, `total_seconds`, `peak_memory_mb`, `device`, `seed`,
+`beta_used`, `width`, `height`, `layers` (requested layer -> readable name), `inputs` (sha256 prefix of every
+input file's bytes), `finished_at`, `versions` and the resolved `config`. A failed or interrupted job has
+`status` "failed" or "interrupted", `error`, `versions` and `config`. The file is written last, atomically.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import nst
+from nst.files import write_text
+
+FILE = "metrics.json"
+OK = "ok"
+# Keys that never change a result: left out of the resume comparison (and of job directory names).
+NOT_RESULT_KEYS = ("images_root", "progress", "threads", "max_pixels")
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced a result."""
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "absent"
+
+    return {"nst": nst.__version__, "torch": torch.__version__, "torchvision": version("torchvision"),
+            "hydra": version("hydra-core"), "python": platform.python_version(), "platform": platform.platform(),
+            "torch_threads": str(torch.get_num_threads())}
+
+
+def job_metrics(result: Any, config: dict[str, Any], inputs: dict[str, str], *, seed: int,
+                total_seconds: float) -> dict[str, Any]:
+    """The metrics.json of a finished job (`result` an nst.run.JobResult)."""
+    return {
+        "status": OK, **result.terms, **{f"saved/{k}": v for k, v in result.saved_terms.items()},
+        "gram_style_loss": result.gram_style_loss, "content_psnr": result.content_psnr,
+        "steps": result.iterations, "stop_reason": result.stop_reason, "evaluations": result.evaluations,
+        "seconds": result.seconds, "seconds_per_iteration": result.seconds / max(1, result.iterations),
+        "setup_seconds": result.setup_seconds, "total_seconds": total_seconds,
+        "peak_memory_mb": result.peak_memory_mb, "device": result.device, "seed": seed,
+        "beta_used": result.beta, "width": result.size[0], "height": result.size[1], "layers": result.layers,
+        "inputs": inputs, "finished_at": time.time(), "versions": versions(), "config": config,
+    }
+
+
+def failure(config: dict[str, Any], error: BaseException, status: str = "failed") -> dict[str, Any]:
+    """The metrics.json of a job that failed (or was interrupted) with `error`."""
+    return {"status": status, "error": f"{type(error).__name__}: {error}", "versions": versions(),
+            "config": config, "total_loss": math.nan, "finished_at": time.time()}
+
+
+def write(out_dir: str | Path, metrics: dict[str, Any]) -> Path:
+    """Write metrics.json into a job directory (atomically)."""
+    return write_text(Path(out_dir) / FILE, json.dumps(metrics, indent=2, allow_nan=True))
+
+
+def read(out_dir: str | Path) -> dict[str, Any] | None:
+    """A job directory's metrics, or None when it has none (or an unreadable one)."""
+    path = Path(out_dir) / FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A config without the keys that do not change a result."""
+    return {k: v for k, v in config.items() if k not in NOT_RESULT_KEYS}
+
+
+def same_run(metrics: dict[str, Any], config: dict[str, Any], inputs: dict[str, str]) -> bool:
+    """Whether recorded metrics come from this resolved config and these input files' bytes."""
+    return comparable(metrics.get("config") or {}) == comparable(config) and metrics.get("inputs") == inputs
+
+
+def finished(out_dir: str | Path, config: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any] | None:
+    """The metrics of a job completed in out_dir with this config and inputs, else None (resume redoes it)."""
+    m = read(out_dir)
+    ok = m is not None and m.get("status") == OK and (Path(out_dir) / "result.png").is_file()
+    return m if ok and same_run(m, config, inputs) else None

@@ -1,0 +1,96 @@
+"""What one job is, as frozen typed values built once from its (plain dict) config.
+
+`TargetSpec` holds exactly what decides the network and the content/style targets: it is the key of the
+per-process target cache (nst/inputs.py) and what `Targets` is built from, so a sweep over β, α, layer weights,
+tv_weight or the seed reuses one set of targets and a change to anything in it cannot hit a stale cache entry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nst.features import Layer
+
+
+def as_tuple(value: Any) -> tuple:
+    """A config value that may be null, one item or a list -> a tuple."""
+    return () if value is None else tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """The network, the images and the layers and losses that decide a job's targets."""
+
+    arch: str
+    weights: str
+    pooling: str
+    content: str
+    styles: tuple[str, ...]  # empty when the job has no style layers
+    style_blend: tuple[float, ...]  # empty: equal weights
+    style_scale: float | None
+    preserve_color: str | None
+    content_layers: tuple[Layer, ...]
+    style_layers: tuple[Layer, ...]
+    loss: str
+    style_loss: str
+    tap: str | None  # None: the convention's own
+
+    def with_style_loss(self, name: str) -> TargetSpec:
+        """The same targets under another style loss (the Gram yardstick)."""
+        return TargetSpec(**{**self.__dict__, "style_loss": name})
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """α, β (from `ratio` = α/β when given), w_l and the TV weight."""
+
+    alpha: float
+    beta: float
+    style_layer_weights: tuple[float, ...]  # empty: the convention's default
+    tv_weight: float
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """The optimiser and its settings (conf/optimizer/)."""
+
+    name: str
+    lr: float
+    history_size: int
+    line_search: str | None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything that decides one job's result."""
+
+    targets: TargetSpec
+    weights: LossWeights
+    optimizer: OptimizerSpec
+    scales: tuple[tuple[int, int], ...]  # (long side, steps), coarse to fine
+    init: str
+    noise_std: float
+    seed: int
+    device: str
+    precision: str
+
+    @classmethod
+    def from_config(cls, c: dict[str, Any]) -> JobSpec:
+        """The spec of a resolved config (a plain dict; values already validated by the app)."""
+        style_layers = as_tuple(c["style_layers"])
+        opt = c["optimizer"]
+        beta = float(c["alpha"]) / float(c["ratio"]) if c.get("ratio") is not None else float(c["beta"])
+        plan = c.get("multiscale")
+        scales = tuple((int(s), int(n)) for s, n in plan) if plan else ((int(c["size"]), int(c["steps"])),)
+        targets = TargetSpec(
+            arch=str(c["arch"]), weights=str(c["weights"]), pooling=str(c["pooling"]), content=str(c["content"]),
+            styles=tuple(str(s) for s in as_tuple(c["style"])) if style_layers else (),
+            style_blend=tuple(float(b) for b in as_tuple(c.get("style_blend"))) if style_layers else (),
+            style_scale=None if c.get("style_scale") is None else float(c["style_scale"]),
+            preserve_color=c.get("preserve_color"), content_layers=as_tuple(c["content_layers"]),
+            style_layers=style_layers, loss=str(c["loss"]), style_loss=str(c["style_loss"]), tap=c.get("tap"))
+        weights = LossWeights(float(c["alpha"]), beta, tuple(float(w) for w in as_tuple(c["style_layer_weights"])),
+                              float(c["tv_weight"]))
+        optimizer = OptimizerSpec(str(opt["name"]), float(opt["lr"]), int(opt["history_size"]), opt["line_search"])
+        return cls(targets, weights, optimizer, scales, str(c["init"]), float(c["noise_std"]), int(c["seed"]),
+                   str(c["device"]), str(c["precision"]))

@@ -1,0 +1,309 @@
+"""Bad input through the real command line: one `error:` line naming the key and the value typed, exit 2, no
+traceback, no result.png; a sweep with a bad job; Ctrl-C and SIGTERM; exit statuses (experiments/app.py)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli
+
+TINY = ["size=32", "steps=2", "progress=false"]
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height (1-bit grey) with almost no pixel data: a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def jobs(sweep: Path, key: str, value: float) -> list[Path]:
+    """The job directories of a sweep that Hydra started with key=value (whatever the value's spelling)."""
+    import yaml
+
+    def given(d: Path) -> dict:
+        path = d / ".hydra" / "overrides.yaml"
+        items = yaml.safe_load(path.read_text()) if path.is_file() else None
+        return {k: v for k, _, v in (str(i).partition("=") for i in items or [])}
+
+    return [d for d in sweep.glob("*") if d.is_dir() and given(d).get(key) is not None
+            and float(given(d)[key]) == value]
+
+
+def job(sweep: Path, key: str, value: float) -> Path:
+    found = jobs(sweep, key, value)
+    assert len(found) == 1, (key, value, sorted(p.name for p in sweep.iterdir()))
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, str]:
+    """Bad files a user may point a key at."""
+    import torch
+
+    d = tmp_path_factory.mktemp("bad_files")
+    (d / "a_directory").mkdir()
+    (d / "read_only").mkdir(mode=0o555)
+    (d / "a_file").write_text("x")
+    (d / "notes.txt").write_text("these are not weights\n")
+    (d / "garbage.jpg").write_bytes(b"not an image at all")
+    torch.save({"features.0.weight": torch.zeros(3, 3, 3, 3)}, d / "wrong_shapes.pth")
+    png_header_only(d / "bomb.png", 20000, 20000)
+    Image.new("RGB", (8, 6), (200, 30, 30)).save(d / "tiny.png")
+    names = ("a_directory", "read_only", "a_file", "notes.txt", "garbage.jpg", "wrong_shapes.pth", "bomb.png",
+             "tiny.png")
+    return {name.partition(".")[0]: str(d / name) for name in names}  # {"tiny": ".../tiny.png", ...}
+
+
+# (id, overrides, what the one error line must contain); {name} is a file from `files`
+CASES = [
+    ("ratio_zero", ["ratio=0"], ["ratio 0", "> 0"]),
+    ("ratio_negative", ["ratio=-1"], ["ratio -1"]),
+    ("lr_zero", ["optimizer.lr=0"], ["optimizer.lr 0", "> 0"]),
+    ("line_search", ["optimizer.line_search=foo"], ["optimizer.line_search 'foo'", "strong_wolfe"]),
+    ("threads_zero", ["threads=0"], ["threads 0", ">= 1"]),
+    ("seed_text", ["seed=abc"], ["seed 'abc'", "integer"]),
+    ("blend_all_zero", ["style_blend=[0,0]"], ["style_blend [0,0]", "all 0"]),
+    ("nothing_to_optimise", ["alpha=0", "beta=0"], ["alpha 0", "beta 0", "nothing to optimise"]),
+    ("multiscale_shrinks", ["multiscale=[[64,2],[32,2]]"], ["multiscale [[64,2],[32,2]]", "must increase"]),
+    ("noise_std_negative", ["noise_std=-1"], ["noise_std -1", ">= 0"]),
+    ("size_huge", ["size=100000"], ["size 100000", "max_pixels"]),
+    ("arch_unknown", ["arch=foo"], ["arch 'foo'", "architecture"]),
+    ("content_empty", ["content="], ["content ''", "empty"]),
+    ("content_directory", ["content={a_directory}"], ["content '{a_directory}'", "is a directory"]),
+    ("content_not_image", ["content={garbage}"], ["content '{garbage}'", "not an image"]),
+    ("content_bomb", ["content={bomb}"], ["content '{bomb}'", "decompression-bomb limit of 178,956,970"]),
+    ("weights_text", ["weights={notes}"], ["weights '{notes}'", "not a state_dict file"]),
+    ("weights_shapes", ["weights={wrong_shapes}"], ["weights '{wrong_shapes}'", "do not fit vgg19",
+                                                        "features.0.weight"]),
+    ("unknown_key", ["sizee=128"], ["sizee=128", "unknown key", "did you mean size?"]),
+    ("unknown_group_option", ["optimizer=foo"], ["optimizer=foo", "adam, lbfgs"]),
+    ("run_dir_under_a_file", ["hydra.run.dir={a_file}/run"], ["hydra.run.dir={a_file}/run", "Not a directory"]),
+    ("run_dir_read_only", ["hydra.run.dir={read_only}/run"], ["hydra.run.dir={read_only}/run", "Permission denied"]),
+    ("sweep_dir_under_a_file", ["-m", "hydra.sweep.dir={a_file}/sweep"], ["hydra.sweep.dir={a_file}/sweep",
+                                                                          "Not a directory"]),
+    # beyond the tester's list: what a careless user types
+    ("steps_negative", ["steps=-1"], ["steps -1", "integer >= 0"]),
+    ("steps_fraction", ["steps=1.5"], ["steps 1.5", "integer"]),
+    ("size_zero", ["size=0"], ["size 0", ">= 1"]),
+    ("content_layer_index", ["content_layers=[99]"], ["content_layers [99]", "layer index 99 is out of range"]),
+    ("style_layer_name", ["style_layers=[relu9_9]"], ["style_layers [relu9_9]", "unknown layer 'relu9_9'"]),
+    ("precision", ["precision=fp64"], ["precision 'fp64'", "fp32"]),
+    ("pooling", ["pooling=min"], ["pooling 'min'", "max | avg"]),
+    ("init", ["init=foo"], ["init 'foo'", "noise"]),
+    ("preserve_color", ["preserve_color=yes"], ["preserve_color 'yes'", "luminance"]),
+    ("style_loss", ["style_loss=foo"], ["style_loss 'foo'", "gram"]),
+    ("loss", ["loss=foo"], ["loss 'foo'", "seed"]),
+    ("device_cuda", ["device=cuda"], ["device 'cuda'", "CUDA is not available"]),
+]
+
+
+@pytest.mark.slow  # one subprocess each (~4 s): 35 cases
+@pytest.mark.parametrize("overrides, expected", [pytest.param(o, e, id=i) for i, o, e in CASES])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, files, overrides, expected):
+    if "device=cuda" in overrides:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    if any("{read_only}" in o for o in overrides) and os.geteuid() == 0:
+        pytest.skip("root writes into a read-only directory")
+    overrides = [o.format(**files) for o in overrides]
+    run_dir = tmp_path / "run"
+    if not any(o.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for o in overrides):
+        overrides.append(f"hydra.run.dir={run_dir}")
+    flags = [o for o in overrides if o.startswith("-")]  # Hydra's parser wants -m before the overrides
+    r = run_cli("experiments.transfer", *flags, *TINY, *[o for o in overrides if o not in flags], cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr[-2000:]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, r.stderr[-2000:]
+    for text in expected:
+        assert text.format(**files) in errors[0], (text, errors[0])
+    assert not list(tmp_path.rglob("result.png"))
+
+
+def test_the_full_trace_is_there_when_asked_for(tmp_path):
+    env = dict(os.environ, HYDRA_FULL_ERROR="1")
+    r = subprocess.run([sys.executable, "-m", "experiments.transfer", *TINY, "sizee=128",
+                        f"hydra.run.dir={tmp_path}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 1 and "Traceback" in r.stderr and "sizee" in r.stderr
+
+
+@pytest.mark.slow
+def test_sweep_with_a_bad_job_runs_the_good_one_reports_both_and_exits_1(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = run_cli("experiments.transfer", "-m", *TINY, "ratio=1e-4,0", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr + r.stdout
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "1 job of the sweep failed" in errors[0], r.stderr[-2000:]
+    good, bad = job(sweep, "ratio", 1e-4), job(sweep, "ratio", 0)
+    assert json.loads((good / "metrics.json").read_text())["status"] == "ok" and (good / "result.png").is_file()
+    failed = json.loads((bad / "metrics.json").read_text())
+    assert failed["status"] == "failed" and "ratio 0" in failed["error"] and not (bad / "result.png").exists()
+    report = pd.read_csv(sweep / "report.csv").set_index("job")
+    assert report.loc[good.name, "status"] == "ok" and report.loc[bad.name, "status"] == "failed"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_sweep_keeps_finished_jobs_and_reports_them(tmp_path, sig, code):
+    """Second of three jobs runs 100000 iterations: the signal arrives during it."""
+    sweep = tmp_path / "sweep"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0")
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.transfer", "-m", "size=32", "progress=false",
+                             "steps=2,100000,3", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+
+    def started(steps: int, name: str) -> bool:
+        return sweep.is_dir() and any((d / name).exists() for d in jobs(sweep, "steps", steps))
+
+    while not (started(2, "metrics.json") and started(100000, ".hydra")) and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    first, second = job(sweep, "steps", 2), job(sweep, "steps", 100000)
+    time.sleep(2)  # into the long job's optimisation
+    before = {name: (first / name).read_bytes() for name in ("result.png", "metrics.json", "history.csv")}
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in out + err, err[-2000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), err[-2000:]
+    assert {name: (first / name).read_bytes() for name in before} == before
+    stopped = json.loads((second / "metrics.json").read_text())
+    assert stopped["status"] == "interrupted" and not (second / "result.png").exists()
+    assert not jobs(sweep, "steps", 3)
+    report = pd.read_csv(sweep / "report.csv").set_index("job")
+    assert report.loc[first.name, "status"] == "ok" and report.loc[second.name, "status"] == "interrupted"
+
+
+# ------------------------------------------------------------------------------------ in process: fast checks
+
+@pytest.fixture(scope="module")
+def compose():
+    """conf/config.yaml composed with overrides, as a job sees it (plain dict, no hydra key)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    import experiments  # noqa: F401  (resolvers)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        yield lambda *overrides: OmegaConf.to_container(hydra_compose("config", overrides=list(overrides)),
+                                                        resolve=True)
+    GlobalHydra.instance().clear()
+
+
+def check(compose, *overrides: str):
+    from experiments.app import typed_overrides
+    from experiments.validate import validate
+
+    return validate(compose(*TINY, *overrides), typed_overrides(overrides))
+
+
+def test_every_config_key_is_checked(compose):
+    from experiments.validate import CHECKED, OPTIMIZER_KEYS
+
+    assert set(compose()) == set(CHECKED)
+    for name in ("lbfgs", "adam"):
+        assert set(compose(f"optimizer={name}")["optimizer"]) == set(OPTIMIZER_KEYS)
+    check(compose)  # the defaults pass
+    check(compose, "optimizer=adam")
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["init=/nope/start.png"], "init '/nope/start.png' does not exist"),
+    (["style=[/nope/a.jpg]"], "style [/nope/a.jpg] does not exist"),
+    (["style=[{tiny},/nope/b.jpg]"], "style '/nope/b.jpg' does not exist"),
+    (["style=[]"], "style [] is empty"),
+    (["device=gpu"], "device 'gpu' is not one of auto | cpu | cuda | cuda:N"),
+    (["style_scale=100"], "style_scale 100 must be a finite number > 0 and <= 16"),
+    (["optimizer=adam", "optimizer.lr=-1"], "optimizer.lr -1 must be a finite number > 0"),
+    (["optimizer.history_size=0"], "optimizer.history_size 0 must be an integer >= 1"),
+    (["tap=pre"], "tap 'pre' is not one of"),
+    (["weights=orignal"], "did you mean original?"),
+    (["arch=resnet18"], "weights 'original' exist for vgg19 only"),
+    (["arch=resnet18", "weights=random", "content_layers=[relu4_2]"], "content_layers [relu4_2] is not valid"),
+    (["max_pixels=0"], "max_pixels 0 must be an integer >= 1"),
+    (["size=4096"], "size 4096 gives a 3495x4096 image"),
+    (["multiscale=[[64,2],[4096,2]]"], "multiscale [[64,2],[4096,2]] gives"),
+    (["style_scale=16", "size=256"], "style_scale 16 gives a 4096x"),
+    (["style_layer_weights=[1,2]"], "style_layer_weights [1,2] has 2 weights for 5 style layers"),
+    (["content_layers=[]", "style_layers=[]"], "nothing to optimise"),
+    (["alpha=0", "ratio=1e-3"], "nothing to optimise"),
+    (["content_layers=[]", "beta=0"], "content_layers [] and beta 0"),
+    (["init=style", "style_layers=[]"], "init 'style' needs style layers"),
+    (["progress=yes"], "progress 'yes' must be true or false"),
+    (["tv_weight=-1"], "tv_weight -1 must be a finite number >= 0"),
+    (["alpha=nan"], "alpha nan must be a finite number >= 0"),
+    (["beta=abc"], "beta 'abc' must be a finite number >= 0"),
+    (["seed=1.5"], "seed 1.5 must be an integer"),
+    (["+sizee=1"], "sizee 1 is not a config key; did you mean size?"),
+    (["multiscale=[[32,2],[64]]"], "multiscale [[32,2],[64]] holds [64]"),
+    (["style_blend=[1,2]"], "style_blend [1,2] has 2 weights for 1 style image"),
+])
+def test_careless_values_are_refused_in_one_line(compose, files, overrides, expected):
+    from experiments.validate import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        check(compose, *(o.format(**files) for o in overrides))
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_scalar_layers_and_a_tiny_image_upscaled_are_accepted_with_a_warning(compose, files, caplog):
+    check(compose, "content_layers=4", "style_layer_weights=null")
+    with caplog.at_level("WARNING", logger="nst"):
+        check(compose, f"content={files['tiny']}")
+    warning = [r.getMessage() for r in caplog.records if "upscaled" in r.getMessage()]
+    assert len(warning) == 1 and files["tiny"] in warning[0] and "8x6 px" in warning[0] \
+        and "32x24" in warning[0], warning
+
+
+def test_weights_file_of_the_right_shapes_passes(compose, tmp_path):
+    import torch
+    import torchvision
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    check(compose, "arch=resnet18", f"weights={path}", "content_layers=[3]", "style_layers=[0,1]")
+    state = torchvision.models.resnet18().state_dict()
+    state["fc.weight"] = torch.zeros(5, 512)
+    torch.save(state, path)
+    from experiments.validate import ConfigError
+
+    with pytest.raises(ConfigError, match=r"fc.weight: \[5, 512\] in the file, \[1000, 512\] in resnet18"):
+        check(compose, "arch=resnet18", f"weights={path}", "content_layers=[3]")
+
+
+@pytest.mark.slow
+def test_a_failure_never_overwrites_a_complete_job(tmp_path):
+    """Re-running into a directory with a complete job, with a bad value: the files stay as they were."""
+    run_dir = tmp_path / "run"
+    r = run_cli("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.suffix != ".log"}
+    r = run_cli("experiments.transfer", *TINY, "threads=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert r.returncode == 2 and "threads 0" in r.stderr
+    assert {name: (run_dir / name).read_bytes() for name in before} == before

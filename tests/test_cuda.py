@@ -1,0 +1,79 @@
+"""The engine on CUDA: the same job as on the CPU, every option on the device, mixed precision, a whole sweep.
+
+Marked `cuda`; skipped with the reason where CUDA is absent (CI has no GPU): `benchmarks/gpu_check.sh` runs them.
+"""
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from experiments import job
+from nst.losses import gram
+from nst.run import model_for
+from nst.spec import JobSpec
+from tests.conftest import run_cli
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")]
+TINY = ["size=48", "steps=20", "progress=false"]
+
+
+def run(tmp_path, name: str, *overrides: str) -> dict:
+    """One job through the job layer; its metrics."""
+    with initialize_config_module("conf", version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY, *overrides])
+    return job.run_job(cfg, tmp_path / name)
+
+
+def test_cuda_job_matches_the_cpu_job(tmp_path):
+    gpu, cpu = run(tmp_path, "gpu", "device=cuda"), run(tmp_path, "cpu", "device=cpu")
+    assert gpu["device"].startswith("cuda") and cpu["device"] == "cpu"
+    for key in ("total_loss", "content_loss", "style_loss"):
+        assert gpu[key] == pytest.approx(cpu[key], rel=0.01), key
+    assert gpu["peak_memory_mb"] > 0
+
+
+@pytest.mark.parametrize("style_loss", ["gram", "mmd_linear", "mmd_poly", "mmd_gauss", "bn_stats"])
+def test_each_style_loss_on_cuda(tmp_path, style_loss):
+    m = run(tmp_path, style_loss, "device=cuda", f"style_loss={style_loss}")
+    history = (tmp_path / style_loss / "history.csv").read_text().splitlines()
+    first = float(history[1].split(",")[history[0].split(",").index("total_loss")])
+    assert m["status"] == "ok" and m["total_loss"] < first
+
+
+@pytest.mark.parametrize("mode", ["luminance", "histogram"])
+def test_colour_preservation_on_cuda(tmp_path, mode):
+    assert run(tmp_path, mode, "device=cuda", f"preserve_color={mode}")["status"] == "ok"
+
+
+def test_multiscale_on_cuda(tmp_path):
+    m = run(tmp_path, "ms", "device=cuda", "multiscale=[[32,5],[48,5]]")
+    assert m["steps"] == 10 and m["width"] <= 48 and max(m["width"], m["height"]) == 48
+
+
+@pytest.mark.parametrize("precision, dtype", [("tf32", torch.float32), ("bf16", torch.bfloat16)])
+def test_mixed_precision_keeps_gram_and_losses_fp32(tmp_path, precision, dtype):
+    m = run(tmp_path, precision, "device=cuda", f"precision={precision}")
+    assert m["status"] == "ok"
+    with initialize_config_module("conf", version_base="1.3"):
+        spec = JobSpec.from_config(job.settings(compose("config", overrides=[*TINY, "device=cuda"])))
+    model, prep = model_for(spec, (36, 48), torch.device("cuda"))
+    x = torch.rand(1, 3, 48, 36, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        feats = model.targets.encoder(prep(x))
+        terms = model(prep(x))
+    assert next(iter(feats.values())).dtype == dtype  # the network ran in the precision asked for
+    assert gram(next(iter(feats.values()))).dtype == torch.float32
+    assert all(t.dtype == torch.float32 for t in [terms.total, *terms.style_layers.values(),
+                                                   *terms.content_layers.values()])
+
+
+def test_grid_on_cuda_with_report_and_figures(tmp_path):
+    sweep = tmp_path / "grid"
+    r = run_cli("experiments.grid", "size=32", "steps=5", "progress=false", "device=cuda",
+                "beta=1e2,1e4", "style_layers=[0],[0,1]", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (sweep / "report.csv").is_file() and (sweep / "grid.png").is_file()
+    records = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
+    assert len(records) == 4 and all(m["status"] == "ok" and m["device"].startswith("cuda") for m in records)

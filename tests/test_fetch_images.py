@@ -1,0 +1,215 @@
+"""The paper's images: checked, atomic downloads from a local HTTP server, images_root's default, and the hints."""
+import hashlib
+import http.server
+import io
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from nst.fetch import (PAPER_IMAGES, FetchError, PaperImage, cache_dir, default_images_root, fetch_image,
+                       fetch_images)
+from nst.images import load_image
+from tests.conftest import ROOT, run_cli
+
+
+def jpeg(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.effect_noise((24, 16), 40 + seed).convert("RGB").save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+GOOD, OTHER = jpeg(1), jpeg(2)
+MD5 = hashlib.md5(GOOD).hexdigest()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Serves server.routes: path -> body, or (body, n) to send the full Content-Length but only n bytes."""
+
+    def do_GET(self):
+        self.server.hits.append(self.path)
+        route = self.server.routes.get(self.path)
+        if route is None:
+            self.send_error(404)
+            return
+        body, sent = route if isinstance(route, tuple) else (route, len(route))
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:sent])  # HTTP/1.0: the connection closes after the response
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setenv("no_proxy", "127.0.0.1")  # urllib would send 127.0.0.1 to a configured proxy
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.routes, httpd.hits = {}, []
+    httpd.url = f"http://127.0.0.1:{httpd.server_port}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def image(server, *sources: tuple[str, str]) -> PaperImage:
+    return PaperImage("content/a.jpg", "A", "nobody; test", tuple((server.url + path, md5) for path, md5 in sources))
+
+
+def files(root) -> list[str]:
+    """Every file under root (temporary ones included), relative."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_good_checksum_stores_the_file(server, tmp_path):
+    server.routes["/a.jpg"] = GOOD
+    status = fetch_image(image(server, ("/a.jpg", MD5)), tmp_path)
+    assert status == f"fetched from {server.url}/a.jpg"
+    assert (tmp_path / "content" / "a.jpg").read_bytes() == GOOD and files(tmp_path) == ["content/a.jpg"]
+    assert (tmp_path / "content" / "a.jpg").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("route, message", [
+    (OTHER, f"is not the published file's {MD5}"),  # wrong checksum
+    (None, "HTTP 404"),
+    ((GOOD, len(GOOD) // 2), "connection closed after"),  # interrupted after part of Content-Length
+])
+def test_failed_download_is_an_error_and_leaves_no_file(server, tmp_path, route, message):
+    if route is not None:
+        server.routes["/a.jpg"] = route
+    with pytest.raises(FetchError, match=message) as e:
+        fetch_image(image(server, ("/a.jpg", MD5)), tmp_path)
+    assert str(e.value).startswith("content/a.jpg: ") and "\n" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []  # neither the target, nor a temporary .part file, nor its folder
+
+
+def test_second_run_skips_what_is_present_and_keeps_a_users_own_file(server, tmp_path):
+    server.routes["/a.jpg"] = GOOD
+    wanted = image(server, ("/a.jpg", MD5))
+    assert fetch_image(wanted, tmp_path).startswith("fetched")
+    assert fetch_image(wanted, tmp_path) == "present" and server.hits == ["/a.jpg"]
+    (tmp_path / "content" / "a.jpg").write_bytes(OTHER)  # e.g. a downscaled copy: not replaced unless forced
+    assert fetch_image(wanted, tmp_path) == "kept" and (tmp_path / "content" / "a.jpg").read_bytes() == OTHER
+    assert fetch_image(wanted, tmp_path, force=True).startswith("fetched")
+    assert (tmp_path / "content" / "a.jpg").read_bytes() == GOOD and len(server.hits) == 2
+
+
+def test_next_source_mirror_and_one_failure_does_not_stop_the_others(server, tmp_path):
+    server.routes["/b.jpg"] = GOOD
+    assert fetch_image(image(server, ("/gone.jpg", MD5), ("/b.jpg", MD5)), tmp_path).endswith("/b.jpg")
+    server.routes["/mirror/content/a.jpg"] = GOOD  # --base-url: the same files under <base>/<path>
+    (tmp_path / "content" / "a.jpg").unlink()
+    assert fetch_image(image(server, ("/gone.jpg", MD5)), tmp_path, base_url=server.url + "/mirror/").startswith(
+        f"fetched from {server.url}/mirror/content/a.jpg")
+    missing = PaperImage("style/b.jpg", "B", "nobody; test", ((server.url + "/nope.jpg", MD5),))
+    seen = []
+    failures = fetch_images(tmp_path, [missing, image(server, ("/b.jpg", MD5))],
+                            report=lambda img, status: seen.append((img.path, status)))
+    assert seen == [("content/a.jpg", "present")] and len(failures) == 1 and "style/b.jpg: " in failures[0]
+
+
+def test_paper_images_list():
+    """The presets' layout; Picasso's Femme nue assise (not public domain) is not fetched."""
+    assert [i.path for i in PAPER_IMAGES] == ["content/tubingen.jpg", "style/starry_night.jpg",
+                                              "style/the_scream.jpg", "style/shipwreck.jpg",
+                                              "style/composition_vii.jpg"]
+    assert all(url.startswith("https://") and len(md5) == 32 for i in PAPER_IMAGES for url, md5 in i.sources)
+    confs = {p.name for p in (ROOT / "conf" / "painting").glob("*.yaml")}
+    assert confs == {i.path.split("/")[1].replace(".jpg", ".yaml") for i in PAPER_IMAGES[1:]}
+
+
+def test_images_root_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "nst-sweeps" / "images"
+    monkeypatch.setenv("NST_IMAGES", "/data/images")
+    assert default_images_root(tmp_path / "work" / "repo") == "/data/images"
+    monkeypatch.delenv("NST_IMAGES")
+    repo = tmp_path / "work" / "repo"
+    repo.mkdir(parents=True)
+    assert default_images_root(repo) == str(cache_dir())
+    (tmp_path / "work" / "shared" / "images").mkdir(parents=True)
+    assert default_images_root(repo) == str(repo / ".." / "shared" / "images")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")  # not absolute: ignored, as the XDG spec says
+    assert cache_dir() == Path.home() / ".cache" / "nst-sweeps" / "images"
+
+
+def test_config_reads_images_root_from_the_resolver(monkeypatch):
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    import experiments  # noqa: F401  (registers the resolvers)
+
+    monkeypatch.setenv("NST_IMAGES", "/data/images")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module="conf", version_base="1.3"):
+            cfg = compose("config", overrides=["experiment=paper_fig2", "painting=the_scream"])
+            assert cfg.content == "/data/images/content/tubingen.jpg"
+            assert cfg.style == "/data/images/style/the_scream.jpg"
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def test_missing_paper_image_says_how_to_fetch_it(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        load_image(tmp_path / "content" / "tubingen.jpg")
+    assert str(e.value) == (f"image '{tmp_path}/content/tubingen.jpg' does not exist; download the paper's images "
+                            f"with: python -m experiments.fetch_images --root {tmp_path}")
+    with pytest.raises(FileNotFoundError) as e:
+        load_image(tmp_path / "mine.jpg")
+    assert str(e.value) == f"image '{tmp_path}/mine.jpg' does not exist"
+
+
+def test_cli_failure_is_one_error_line(server, tmp_path):
+    server.routes["/m/content/tubingen.jpg"] = OTHER  # a bad checksum; every other file is a 404
+    r = run_cli("experiments.fetch_images", "--root", str(tmp_path / "imgs"), "--base-url", server.url + "/m",
+                "--timeout", "10")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and r.stderr.strip() == errors[0], r.stderr
+    assert "5 of 5 images not fetched" in errors[0] and "content/tubingen.jpg: " in errors[0]
+    assert "is not the published file's dc9ad203263f34352e18bc29b03e1066" in errors[0] and "HTTP 404" in errors[0]
+    assert not (tmp_path / "imgs").exists() or files(tmp_path / "imgs") == []
+
+
+@pytest.mark.slow
+def test_paper_preset_without_images_prints_the_hint(tmp_path):
+    """A fresh layout: a paper preset's sweep records each job as failed, with the hint on the console."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = f"'{empty}/content/tubingen.jpg' does not exist"
+    hint = f"download the paper's images with: python -m experiments.fetch_images --root {empty}"
+    r = run_cli("experiments.transfer", "experiment=paper_fig2", f"images_root={empty}", "size=32", "steps=1",
+                "progress=false", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert "Traceback" not in r.stdout + r.stderr
+    console = [line for line in (r.stdout + r.stderr).splitlines() if missing in line and hint in line]
+    assert len(console) >= 4, r.stdout[-2000:] + r.stderr[-2000:]  # (at least) one line per job
+    assert (tmp_path / "sweep" / "report.csv").read_text().count(hint) == 4
+    # one job of it (hydra.mode=RUN): exit 2 and one error line
+    r = run_cli("experiments.transfer", "experiment=paper_fig2", "hydra.mode=RUN", "painting=starry_night",
+                f"images_root={empty}", "size=32", "steps=1", "progress=false", f"hydra.run.dir={tmp_path / 'one'}")
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(errors) == 1 and missing in errors[0] and errors[0].endswith(hint), r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("ci, outcome", [("", "1 skipped"), ("true", "1 error")])
+def test_paper_images_marker_skips_or_fails_under_ci(tmp_path, ci, outcome):
+    """tests/conftest.py: a paper_images test is skipped when the images are absent, and fails under CI=true."""
+    env = dict(os.environ, NST_IMAGES=str(tmp_path), CI=ci)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "tests/test_cli.py::test_seed_grid_runs_from_content_to_style"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert outcome in r.stdout, r.stdout[-2000:]
+    reason = "CI=true requires the paper images" if ci else "paper images absent from"
+    assert reason in r.stdout and "content/tubingen.jpg" in r.stdout, r.stdout[-2000:]
+    assert r.returncode == (1 if ci else 0)
