@@ -26,10 +26,11 @@ mkdir -p "$OUTDIR"
 export PYTHONUNBUFFERED=1 NST_IMAGES=$IMAGES
 PY=${PYTHON:-python3}
 if [ "$DRY" = 1 ]; then
-  DEVICE=cpu SIZES="32" STEPS=2 GRID="size=32 steps=2 beta=1e2,1e4 style_layers=[0],[0,1]"
+  DEVICE=cpu SIZES="32" STEPS=2 GRID="size=32 steps=2 beta=1e2,1e4 style_layers=[0],[0,1]" SYNC="--size 32 --steps 2 --repeats 1 --threads 1"
+  BENCH="--precisions fp32 --repeats 1"
   [ -x .venv/bin/python ] && PY=.venv/bin/python
 else
-  DEVICE=cuda SIZES="256 512" STEPS=20 GRID="size=128 steps=100"
+  DEVICE=cuda SIZES="256 512" STEPS=20 GRID="size=128 steps=100" SYNC="--size 128 --steps 10 --repeats 3" BENCH=""
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/nst-site \
     "$WHEELS"/*.whl || { echo "error: could not install the wheels in $WHEELS" >&2; exit 2; }
   export PYTHONPATH=/tmp/nst-site:$PWD
@@ -50,11 +51,11 @@ if [ "$DRY" = 1 ]; then
 else
   step cuda_tests 240 "$PY" -m pytest -q -m cuda tests/test_cuda.py -x -p no:cacheprovider
 fi
-step syncs 60 "$PY" benchmarks/syncs.py --device "$DEVICE"
-step per_iteration 120 "$PY" benchmarks/gpu_bench.py --device "$DEVICE" --sizes $SIZES --steps "$STEPS"
-step grid_sequential 120 "$PY" -m experiments.grid $GRID device=$DEVICE progress=false \
+step syncs 120 "$PY" benchmarks/syncs.py --device "$DEVICE" $SYNC
+step per_iteration 180 "$PY" benchmarks/gpu_bench.py --device "$DEVICE" --sizes $SIZES --steps "$STEPS" $BENCH
+step grid_sequential 150 "$PY" -m experiments.grid $GRID device=$DEVICE progress=false \
   "hydra.sweep.dir=$OUTDIR/grid_sequential"
-step grid_batched 120 "$PY" -m experiments.grid $GRID device=$DEVICE progress=false hydra/launcher=batched \
+step grid_batched 150 "$PY" -m experiments.grid $GRID device=$DEVICE progress=false hydra/launcher=batched \
   "hydra.sweep.dir=$OUTDIR/grid_batched"
 echo
 echo "| step | result | wall |"

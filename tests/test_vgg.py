@@ -4,8 +4,8 @@ import torchvision
 from PIL import Image
 
 from nst.assets import embedded
-from nst.assets.vgg19_normalization import CALIBRATION, SIZE, calibration_hashes, calibration_images, \
-    mean_activations, skimage_data_dir, views
+from nst.assets.vgg19_normalization import CALIBRATION, DEAD_RATIO, MU_FLOOR, SIZE, calibration_hashes, \
+    calibration_images, mean_activations, scales_from_means, skimage_data_dir, views
 from nst.backbones import backbone
 from nst.features import Encoder, layer_key, resolve
 from nst.images import load_image, read_image, save_png
@@ -93,10 +93,27 @@ def test_normalized_mean_activation_is_one_on_the_calibration_set(normalized):
     assert len(images) == 10 * len(CALIBRATION) and all(max(x.shape[2:]) == SIZE for x in images)
     means = mean_activations(normalized[0], images)
     assert list(means) == conv_names() and len(means) == 16
+    assert shipped["mu_floor"] == MU_FLOOR
     for name, mean in means.items():
-        live = ~shipped["dead"][name]
-        torch.testing.assert_close(mean[live].float(), torch.ones(int(live.sum())), atol=1e-3, rtol=0, msg=name)
+        floored, dead = shipped["floored"][name], shipped["dead"][name]
+        exact = ~(floored | dead)
+        torch.testing.assert_close(mean[exact].float(), torch.ones(int(exact.sum())), atol=1e-3, rtol=0, msg=name)
+        assert (mean[floored] < 1).all(), name  # raised μ: below 1 on the calibration set
+    assert sum(int(f.sum()) for f in shipped["floored"].values()) == 0  # MU_FLOOR = 0: the literal rule (docstring)
     assert [(n, d.nonzero().flatten().tolist()) for n, d in shipped["dead"].items() if d.any()] == [("conv2_1", [123])]
+
+
+def test_floor_raises_small_means_and_dead_filters():
+    """s = max(μ, floor · layer median); a dead filter keeps s = 1 under the literal rule (floor 0) only."""
+    mu = {"conv1_1": torch.tensor([1.0, 2.0, 3.0, 0.1, 1e-9], dtype=torch.float64)}  # median 1
+    scales, dead, floored = scales_from_means(mu, 0.0)
+    assert scales["conv1_1"].tolist() == pytest.approx([1.0, 2.0, 3.0, 0.1, 1.0]) and dead["conv1_1"].tolist() == [
+        False, False, False, False, True] and not floored["conv1_1"].any()
+    scales, dead, floored = scales_from_means(mu, 0.2)
+    assert scales["conv1_1"].tolist() == pytest.approx([1.0, 2.0, 3.0, 0.2, 0.2])
+    assert floored["conv1_1"].tolist() == [False, False, False, True, True] and dead["conv1_1"][4]
+    mu["conv1_1"][4] = DEAD_RATIO / 2  # dead, above a floor of DEAD_RATIO / 4: floored all the same
+    assert scales_from_means(mu, DEAD_RATIO / 4)[0]["conv1_1"][4].item() == pytest.approx(DEAD_RATIO / 4)
 
 
 def test_calibration_is_colour_photos_in_ten_deterministic_views():

@@ -1,0 +1,59 @@
+"""What a sweep directory holds is what ran: same-named inputs, changed input bytes, other runs' jobs, single runs
+into a used directory (issue: no sweep silently loses or mixes a job)."""
+import json
+
+import pandas as pd
+import pytest
+
+from nst.assets.painting import draw
+from tests.conftest import run_cli
+
+TINY = ["size=24", "steps=2", "progress=false", "style_layers=[0]", "content_layers=[1]"]
+
+
+def metrics(job_dir):
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_same_named_files_changed_bytes_and_other_runs(tmp_path):
+    for folder, seed in (("a", 1), ("b", 2)):
+        (tmp_path / folder).mkdir()
+        draw(width=64, height=48, seed=seed).save(tmp_path / folder / "x.png")
+    sweep = tmp_path / "sweep"
+    args = ["experiments.transfer", "-m", *TINY, f"style={tmp_path}/a/x.png,{tmp_path}/b/x.png",
+            f"hydra.sweep.dir={sweep}"]
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = pd.read_csv(sweep / "report.csv")
+    assert len(report) == 2 and report["job"].nunique() == 2 and set(report["status"]) == {"ok"}
+    a, b = (sweep / j for j in sorted(report["job"], key=lambda j: metrics(sweep / j)["config"]["style"]))
+    assert metrics(a)["config"]["style"].endswith("a/x.png") and metrics(b)["config"]["style"].endswith("b/x.png")
+
+    # the same path, new bytes: only that job is redone; the other is skipped untouched
+    before = {d: (d / "result.png").stat().st_mtime_ns for d in (a, b)}
+    draw(width=64, height=48, seed=3).save(tmp_path / "b" / "x.png")
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (a / "result.png").stat().st_mtime_ns == before[a] and (b / "result.png").stat().st_mtime_ns != before[b]
+    assert metrics(b)["inputs"]["style_0"] != metrics(a)["inputs"]["style_0"]
+    assert "1 done" in r.stdout and "1 skipped" in r.stdout
+
+    # another command into the same directory: its report holds its own jobs only and says the rest are others'
+    r = run_cli("experiments.transfer", "-m", *TINY, "beta=1e2,1e4", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = pd.read_csv(sweep / "report.csv")
+    assert len(report) == 2 and all(j.startswith("beta=") for j in report["job"])
+    assert "2 other job directories" in r.stdout
+
+
+@pytest.mark.slow
+def test_a_single_run_never_overwrites_another_runs_results(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    first = (run_dir / "result.png").read_bytes()
+    r = run_cli("experiments.transfer", *TINY, "beta=5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert r.returncode == 2 and "holds another run's results" in r.stderr and "Traceback" not in r.stderr
+    assert (run_dir / "result.png").read_bytes() == first and metrics(run_dir)["config"]["beta"] == 1e3
+    r = run_cli("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)  # the same run: done
+    assert r.returncode == 0 and (run_dir / "result.png").read_bytes() == first
