@@ -27,6 +27,7 @@ import torch
 from nst.assets import embedded
 from nst.backbones import backbone
 from nst.batched_lbfgs import minimize
+from nst.engine import loss_scale
 from nst.features import Encoder
 from nst.images import load_image
 from nst.losses import gram
@@ -89,8 +90,8 @@ def sequential(fn, x0: torch.Tensor, steps: int) -> tuple[list[float], int]:
             evals += 1
             loss = total if scale is None else total / scale
             loss.backward()
-            if scale is None:
-                scale = max(1.0, x.grad.abs().sum().item())
+            if scale is None:  # nst/engine.py's scaling, as minimize(rescale=True) applies it
+                scale = loss_scale(x.grad.norm().item())
                 x.grad.div_(scale)
                 loss = loss.detach() / scale
             return loss

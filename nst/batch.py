@@ -89,11 +89,16 @@ def run_group(specs: Sequence[JobSpec]) -> list[JobResult | BaseException]:
 
     def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each active job's total loss and its terms (padded with NaN to one width) from one batched pass."""
+        images = x.unbind(0)  # not slices: a slice's backward writes a zero tensor of the whole batch per job
         with cast:
-            feats = encoder(x)
+            if x.device.type == "cpu":  # measured (2-core EPYC, 25 images at 128 px to conv3_1): one batched pass
+                per = [encoder(image[None]) for image in images]  # 0.94 s, 25 single ones 0.64 s (cache)
+                parts = {layer: [f[layer][0] for f in per] for layer in layers}
+            else:  # the GPU wants the batch: one pass for all
+                parts = {layer: f.unbind(0) for layer, f in encoder(x).items()}
         totals, aux = [], []
         for k, j in enumerate(active.tolist()):
-            t = models[j].terms_of(x[k:k + 1], {layer: f[k:k + 1] for layer, f in feats.items()})
+            t = models[j].terms_of(images[k][None], {layer: f[k][None] for layer, f in parts.items()})
             values = [t.total, t.content, t.style, t.tv, *t.content_layers.values(), *t.style_layers.values()]
             keys[j] = keys[j] or NAMES + [f"content/{n}" for n in t.content_layers] + \
                 [f"style/{n}" for n in t.style_layers]
