@@ -115,63 +115,70 @@ def main(cfg: DictConfig) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     started = time.time()
     try:
-        from experiments.validate import validate
-
-        typed = typed_overrides(hc.overrides.task)
-        validate(resolved(cfg, typed), typed)  # before any image is read
-        from experiments.job import clear_previous, finished, other_run, run_job
-
-        done = finished(cfg, out)
-        if done is not None:  # resume: a re-run redoes only missing, failed or changed jobs
-            log.info("job %s is complete, skipped", out.name)
+        done = start_job(cfg, out, multirun)
+        if done is not None:
             return done["total_loss"]
-        if not multirun and other_run(cfg, out):
-            raise FileExistsError(f"hydra.run.dir {str(out)!r} holds another run's results (another config or other "
-                                  "input files); choose another directory or remove them")
-        clear_previous(out)  # a redone job never leaves an earlier run's files beside its own
+        from experiments.job import run_job
+
         return run_job(cfg, out)["total_loss"]
     except KeyboardInterrupt as e:
         SESSION.interrupted_job = out.name
         record_interrupt(cfg, out, e, started)
         raise
     except Exception as e:
-        record_failure(cfg, out, e)
         if multirun:
-            SESSION.failed.add(str(out))
-            log.error("job %s failed: %s", out.name, describe_job_error(e))
+            fail_in_sweep(cfg, out, e)
             return None
+        record_failure(cfg, out, e)
         raise JobFailed(e) from e
+
+
+def start_job(cfg: DictConfig, out: Path, multirun: bool) -> dict[str, Any] | None:
+    """Before a job runs: validate its config (before any image is read), and return its metrics when it is
+    complete already (resume); else make its directory ready (a single run never overwrites another run's)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from experiments.job import clear_previous, finished, other_run
+    from experiments.validate import validate
+
+    typed = typed_overrides(HydraConfig.get().overrides.task)
+    validate(resolved(cfg, typed), typed)
+    done = finished(cfg, out)
+    if done is not None:  # resume: a re-run redoes only missing, failed or changed jobs
+        log.info("job %s is complete, skipped", out.name)
+        return done
+    if not multirun and other_run(cfg, out):
+        raise FileExistsError(f"hydra.run.dir {str(out)!r} holds another run's results (another config or other "
+                              "input files); choose another directory or remove them")
+    clear_previous(out)  # a redone job never leaves an earlier run's files beside its own
+    return None
+
+
+def fail_in_sweep(cfg: DictConfig, out: Path, error: BaseException) -> None:
+    """A sweep's job failed: record it, remember it for the exit status, say so in one line; the sweep goes on."""
+    record_failure(cfg, out, error)
+    SESSION.failed.add(str(out))
+    log.error("job %s failed: %s", out.name, describe_job_error(error))
 
 
 def completed(out: Path) -> bool:
     """Whether out holds a complete job (metrics.json with status ok beside result.png), from this run or an
     earlier one: a failure or an interrupt never overwrites it."""
-    import json
+    from nst import metrics
 
-    try:
-        status = json.loads((out / "metrics.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return status == "ok" and (out / "result.png").is_file()
+    m = metrics.read(out)
+    return isinstance(m, dict) and m.get("status") == metrics.OK and (out / "result.png").is_file()
 
 
 def record_failure(cfg: DictConfig, out: Path, error: BaseException, status: str = "failed") -> None:
     """metrics.json with the status and the error, unless out holds a complete job (kept as it was)."""
-    import json
-
     from experiments.job import write_failure
-    from nst.files import write_text
 
     if completed(out):
         log.warning("job %s: %s; the complete result already in %s is kept", out.name, status, out)
         return
-    import inspect
-
     try:
-        if "status" in inspect.signature(write_failure).parameters:
-            write_failure(cfg, out, error, status=status)
-        else:  # a write_failure that only records failures: the status is set here
-            write_text(out / "metrics.json", json.dumps({**write_failure(cfg, out, error), "status": status}))
+        write_failure(cfg, out, error, status=status)
     except Exception as e:  # the directory itself may be the problem: the error is still reported
         log.error("job %s: could not record the failure in %s: %s", out.name, out, e)
 
@@ -235,7 +242,11 @@ def describe_hydra_error(error: BaseException) -> str:
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
+    from experiments.validate import ConfigError
+
     text = str(error)
+    if isinstance(error, ConfigError):  # ours (e.g. a launcher setting): already `<key> <value> <why>`
+        return first_line(error)
     if isinstance(error, MissingConfigException):
         missing = error.missing_cfg_file or ""
         group, _, option = missing.rpartition("/")
@@ -314,28 +325,20 @@ def report_after_interrupt() -> Path | None:
 
 
 def sweep_failures() -> list[str]:
-    """Jobs of the sweep that failed: those this process saw fail, and any job directory whose metrics.json
-    is not ok (jobs run by another launcher's processes)."""
-    import json
+    """Jobs of this command's sweep that failed: those this process saw fail, and any of its job directories
+    whose metrics.json is not ok, or that started and left none (jobs run by another launcher's processes)."""
+    from experiments.report import invocation
+    from nst import metrics
 
     failed = {str(Path(f).resolve()) for f in SESSION.failed}
     if SESSION.sweep_dir is not None and SESSION.sweep_dir.is_dir():
-        from experiments.report import invocation
-
         jobs, _ = invocation(SESSION.sweep_dir)  # this command's jobs only, not other runs' in the same directory
-        names = set(jobs) if jobs is not None else None
         for d in SESSION.sweep_dir.resolve().iterdir():
-            if names is not None and d.name not in names:
+            if jobs is not None and d.name not in jobs:
                 continue
-            path = d / "metrics.json"
-            if path.is_file():
-                try:
-                    ok = json.loads(path.read_text()).get("status") == "ok"
-                except (OSError, ValueError, AttributeError):
-                    ok = False
-                if not ok:
-                    failed.add(str(d))
-            elif (d / ".hydra").is_dir():  # a job that started and left nothing
+            m = metrics.read(d)
+            ok = isinstance(m, dict) and m.get("status") == metrics.OK
+            if not ok and (m is not None or (d / ".hydra").is_dir()):
                 failed.add(str(d))
     return sorted(failed)
 

@@ -18,7 +18,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
 from experiments import app
-from experiments.job import clear_previous, finished, settings, write_outputs
+from experiments.job import settings, write_outputs
 from nst import metrics
 from nst.batch import run_all
 from nst.inputs import fingerprints
@@ -43,22 +43,14 @@ def prepare(cfg: DictConfig) -> Pending | float | None:
     None for a job that failed here (recorded in its metrics.json)."""
     out = Path(HydraConfig.get().runtime.output_dir)
     try:
-        from experiments.validate import validate
-
-        typed = app.typed_overrides(HydraConfig.get().overrides.task)
-        validate(app.resolved(cfg, typed), typed)
-        done = finished(cfg, out)
+        done = app.start_job(cfg, out, multirun=True)
         if done is not None:
-            log.info("job %s is complete, skipped", out.name)
             return done["total_loss"]
         c = settings(cfg)
         spec = JobSpec.from_config(c)
-        clear_previous(out)
         return Pending(out, c, spec, fingerprints(spec), cfg)
     except Exception as e:
-        app.record_failure(cfg, out, e)
-        app.SESSION.failed.add(str(out))
-        log.error("job %s failed: %s", out.name, app.describe_job_error(e))
+        app.fail_in_sweep(cfg, out, e)
         return None
 
 
@@ -85,9 +77,7 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
     def done(k: int, result: Any) -> None:
         i, job = pending[k]
         if isinstance(result, BaseException):
-            app.record_failure(job.cfg, job.out, result)
-            app.SESSION.failed.add(str(job.out))
-            log.error("job %s failed: %s", job.out.name, app.describe_job_error(result))
+            app.fail_in_sweep(job.cfg, job.out, result)
             returns[i].return_value = None
             return
         record = metrics.job_metrics(result, job.config, job.inputs, seed=job.spec.seed,

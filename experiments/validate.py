@@ -20,16 +20,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nst.images import fit_long_side
+from nst.run import PRECISIONS
+from nst.spec import INITS, as_tuple
+from nst.vgg import NORMALIZED, ORIGINAL
+
 log = logging.getLogger("nst")
 
 MAX_PIXELS = 4_194_304  # default of `max_pixels` (2048 x 2048) when a config lacks the key
 UPSCALE_WARNING = 3.0   # an image upscaled by this factor or more gets a warning
-INITS = ("noise", "content", "style")
-PRECISIONS = ("fp32", "tf32", "bf16")
 POOLINGS = ("max", "avg")
 LINE_SEARCHES = ("strong_wolfe", None)
 SEED_RANGE = (-(2 ** 63), 2 ** 64)  # what torch.manual_seed accepts
-BUILT_IN = ("original", "normalized")  # VGG19 weights that need no file (nst/vgg.py)
+BUILT_IN = (ORIGINAL, NORMALIZED)  # VGG19 weights that need no file
 
 
 class ConfigError(ValueError):
@@ -120,7 +123,7 @@ def _bool(c: _Check, key: str) -> None:
 
 def _weights_list(c: _Check, key: str, count: int | None, what: str, *, nonzero: bool = False) -> list[float] | None:
     """A list of weights >= 0 (one item or null allowed), `count` of them when given, not all 0 when `nonzero`."""
-    value = _as_list(c.get(key))
+    value = list(as_tuple(c.get(key)))
     if not value:
         return None
     if not all(_is_number(v) and v >= 0 for v in value):
@@ -175,12 +178,6 @@ def _download_hint(path: Path) -> str:
     return f"; {hint}" if hint else ""
 
 
-def fit_long_side(width: int, height: int, size: int) -> tuple[int, int]:
-    """(width, height) scaled so that the long side is `size` px (as nst.images.fit_long_side)."""
-    scale = size / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
 def _upscale_warning(key: str, path: str, native: tuple[int, int], target: tuple[int, int], how: str) -> None:
     factor = max(target) / max(native)
     if factor >= UPSCALE_WARNING:
@@ -208,13 +205,8 @@ def structure(arch: str, weights: str, pooling: str):
         return None
 
 
-def _as_list(value: Any) -> list:
-    """null -> [], one item -> [item], a list as it is (as nst.spec.as_tuple reads them)."""
-    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
-
-
 def _layers(c: _Check, key: str, net: Any) -> list:
-    value = _as_list(c.get(key))
+    value = list(as_tuple(c.get(key)))
     for layer in value:
         if isinstance(layer, bool) or not isinstance(layer, (int, str)) or layer == "":
             raise c.fail(key, f"holds {_repr(layer)}: each layer is a conv index (0, 1, ...) or a layer name")
@@ -376,7 +368,7 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
     _choice(c, "style_loss", list(STYLE_LOSSES))
     _choice(c, "preserve_color", list(COLOR_MODES), null=True)
     _choice(c, "pooling", POOLINGS)
-    _choice(c, "precision", PRECISIONS)
+    _choice(c, "precision", tuple(PRECISIONS))
     _device(c)
     _optimizer(c)
     if not isinstance(c.get("images_root"), str):
@@ -424,7 +416,7 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
                           f"max_pixels {budget:,}; use a smaller size or raise max_pixels")
     _upscale_warning("content", content, native, target, f"size={long_side}")
 
-    styles = _as_list(c.get("style"))
+    styles = list(as_tuple(c.get("style")))
     if style_layers:
         if not styles:
             raise c.fail("style", "is empty: style_layers need at least one style image")

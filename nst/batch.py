@@ -19,7 +19,7 @@ import torch
 
 from nst import memory
 from nst.batched_lbfgs import Step, minimize
-from nst.engine import NonFiniteLoss, numbers
+from nst.engine import NonFiniteLoss, numbers, term_names, term_row
 from nst.features import Encoder
 from nst.inputs import image_size, spec_images
 from nst.run import PRECISIONS, JobResult, configure, finish, initial_image, model_for, resolve_device, run
@@ -76,8 +76,8 @@ def run_group(specs: Sequence[JobSpec]) -> list[JobResult | BaseException]:
     memory.reset_peak(device)
     (long_side, steps), o = first.scales[0], first.optimizer
     size = image_size(first.targets.content, long_side)
-    models = [model_for(spec, size, device)[0] for spec in specs]
-    prep = model_for(first, size, device)[1]
+    built = [model_for(spec, size, device) for spec in specs]
+    models, prep = [m for m, _ in built], built[0][1]
     content, styles = spec_images(first.targets, size)
     layers = list(dict.fromkeys(layer for m in models for layer in m.targets.encoder.layers))
     encoder = Encoder(models[0].targets.encoder.cnn, layers, models[0].targets.convention.tap)
@@ -85,7 +85,7 @@ def run_group(specs: Sequence[JobSpec]) -> list[JobResult | BaseException]:
     cast = torch.autocast(device.type, dtype=PRECISIONS[first.precision]) \
         if PRECISIONS[first.precision] is not None else nullcontext()
     width = max(len(NAMES) + len(m.targets.content_layers) + len(m.style_layers) for m in models)
-    keys: list[list[str] | None] = [None] * len(specs)
+    keys: list[list[str]] = [[] for _ in specs]  # each job's term names (engine.term_names), as aux's columns
 
     def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each active job's total loss and its terms (padded with NaN to one width) from one batched pass."""
@@ -99,11 +99,8 @@ def run_group(specs: Sequence[JobSpec]) -> list[JobResult | BaseException]:
         totals, aux = [], []
         for k, j in enumerate(active.tolist()):
             t = models[j].terms_of(images[k][None], {layer: f[k][None] for layer, f in parts.items()})
-            values = [t.total, t.content, t.style, t.tv, *t.content_layers.values(), *t.style_layers.values()]
-            keys[j] = keys[j] or NAMES + [f"content/{n}" for n in t.content_layers] + \
-                [f"style/{n}" for n in t.style_layers]
-            row = torch.stack([v.float() for v in values])
-            aux.append(torch.cat([row, row.new_full((width - len(values),), math.nan)]))
+            keys[j], row = term_names(t), term_row(t)
+            aux.append(torch.cat([row, row.new_full((width - len(row),), math.nan)]))
             totals.append(t.total)
         return torch.stack(totals), torch.stack(aux)
 
@@ -111,7 +108,7 @@ def run_group(specs: Sequence[JobSpec]) -> list[JobResult | BaseException]:
     t0 = time.perf_counter()
 
     def record(step: Step) -> None:
-        terms = dict(zip(keys[step.index] or [], step.aux or []))
+        terms = dict(zip(keys[step.index], step.aux or []))
         history[step.index].append({"size": long_side, "iteration": step.iteration, "evaluations": step.evaluations,
                                     "seconds": time.perf_counter() - t0, **terms})
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nst.backbones import RANDOM
 from nst.backbones import backbone as load_backbone
 from nst.color import MODES as COLOR_MODES
 from nst.color import luminance_only, match_colors
 from nst.images import fit_long_side, load_image, read_image
 from nst.losses import convention
-from nst.spec import JobSpec, TargetSpec
+from nst.spec import INITS, JobSpec, TargetSpec
 from nst.transfer import Targets
 from nst.vgg import NORMALIZATION_FILE, NORMALIZED, ORIGINAL, Preprocess, original_weights_path
 
@@ -92,13 +93,13 @@ def input_files(spec: JobSpec) -> dict[str, str]:
     """Every file a job reads, by role: content, style_i, init, weights."""
     t = spec.targets
     files = {"content": t.content, **{f"style_{i}": p for i, p in enumerate(t.styles)}}
-    if spec.init not in ("noise", "content", "style"):
+    if spec.init not in INITS:
         files["init"] = spec.init
     if t.weights in (ORIGINAL, NORMALIZED) and t.arch == "vgg19":
         files["weights"] = str(original_weights_path())
         if t.weights == NORMALIZED:
             files["normalization"] = str(NORMALIZATION_FILE)
-    elif t.weights != "random":
+    elif t.weights != RANDOM:
         files["weights"] = t.weights
     return files
 

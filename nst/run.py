@@ -18,12 +18,11 @@ from nst.color import with_colors_of
 from nst.engine import Progress, numbers, optimise
 from nst.images import load_image
 from nst.inputs import cached_image, image_size, spec_images, targets
-from nst.spec import JobSpec
+from nst.spec import INITS, JobSpec
 from nst.transfer import StyleTransfer
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16}
-INITS = ("noise", "content", "style")
 
 
 @dataclass

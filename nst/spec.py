@@ -11,6 +11,8 @@ from typing import Any
 
 from nst.features import Layer
 
+INITS = ("noise", "content", "style")  # the starting images that read no file of their own (else `init` is a path)
+
 
 def as_tuple(value: Any) -> tuple:
     """A config value that may be null, one item or a list -> a tuple."""

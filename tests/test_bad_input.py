@@ -110,6 +110,8 @@ CASES = [
     ("style_loss", ["style_loss=foo"], ["style_loss 'foo'", "gram"]),
     ("loss", ["loss=foo"], ["loss 'foo'", "seed"]),
     ("device_cuda", ["device=cuda"], ["device 'cuda'", "CUDA is not available"]),
+    ("batch_size_zero", ["-m", "hydra/launcher=batched", "hydra.launcher.batch_size=0"],
+     ["hydra.launcher.batch_size 0", ">= 1"]),
 ]
 
 

@@ -38,6 +38,9 @@ class BatchedLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from experiments.batched import launch
+        from experiments.validate import ConfigError
 
         assert self.config is not None and self.hydra_context is not None
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"hydra.launcher.batch_size {self.batch_size!r} must be an integer >= 1")
         return launch(self.hydra_context, self.config, job_overrides, initial_job_idx, self.batch_size)
