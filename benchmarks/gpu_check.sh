@@ -26,11 +26,12 @@ mkdir -p "$OUTDIR"
 export PYTHONUNBUFFERED=1 NST_IMAGES=$IMAGES
 PY=${PYTHON:-python3}
 if [ "$DRY" = 1 ]; then
-  DEVICE=cpu SIZES="32" STEPS=2 GRID="size=32 steps=2 beta=1e2,1e4 style_layers=[0],[0,1]" SYNC="--size 32 --steps 2 --repeats 1 --threads 1"
-  BENCH="--precisions fp32 --repeats 1"
+  DEVICE=cpu SIZES="32" STEPS=2 GRID="--size 32 --steps 2" SYNC="--size 32 --steps 2 --repeats 1 --threads 1"
+  BENCH="--precisions fp32 --repeats 1" MEMORY="--sizes 32 48 --steps 2 --precisions fp32"
   [ -x .venv/bin/python ] && PY=.venv/bin/python
 else
-  DEVICE=cuda SIZES="256 512" STEPS=20 GRID="size=128 steps=100" SYNC="--size 128 --steps 10 --repeats 3" BENCH=""
+  DEVICE=cuda SIZES="256 512" STEPS=20 GRID="--size 128 --steps 100" SYNC="--size 128 --steps 10 --repeats 3" BENCH=""
+  MEMORY="--sizes 256 512 1024 2048 4096 --steps 5"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/nst-site \
     "$WHEELS"/*.whl || { echo "error: could not install the wheels in $WHEELS" >&2; exit 2; }
   export PYTHONPATH=/tmp/nst-site:$PWD
@@ -53,19 +54,9 @@ else
 fi
 step syncs 120 "$PY" benchmarks/syncs.py --device "$DEVICE" $SYNC
 step per_iteration 180 "$PY" benchmarks/gpu_bench.py --device "$DEVICE" --sizes $SIZES --steps "$STEPS" $BENCH
-step grid_sequential 150 "$PY" -m experiments.grid $GRID device=$DEVICE progress=false \
-  "hydra.sweep.dir=$OUTDIR/grid_sequential"
-step grid_batched 150 "$PY" -m experiments.grid $GRID device=$DEVICE progress=false hydra/launcher=batched \
-  "hydra.sweep.dir=$OUTDIR/grid_batched"
+step grid 200 "$PY" benchmarks/batched_grid.py --device "$DEVICE" $GRID
+step memory 150 "$PY" benchmarks/memory.py --device "$DEVICE" $MEMORY
 echo
 echo "| step | result | wall |"
 echo "| --- | --- | --- |"
 printf '%s\n' "${STATUS[@]}"
-for d in grid_sequential grid_batched; do
-  [ -f "$OUTDIR/$d/report.csv" ] && "$PY" - "$OUTDIR/$d/report.csv" <<'EOF'
-import sys, pandas as pd
-df = pd.read_csv(sys.argv[1])
-print(f"{sys.argv[1]}: {len(df)} jobs, {(df.status == 'ok').sum()} ok, total loss median {df.total_loss.median():.4g}, "
-      f"sum of job seconds {df.seconds.sum():.1f}, peak memory per job {df.peak_memory_mb.max():.0f} MiB")
-EOF
-done

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext
@@ -72,6 +73,9 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     pending = [(i, r.return_value) for i, r in enumerate(returns)
                if r.status == JobStatus.COMPLETED and isinstance(r.return_value, Pending)]
+    threads = [job.config["threads"] for _, job in pending if job.config.get("threads") is not None]
+    if threads:  # as experiments/job.py does per job; one process runs them all here, so the smallest
+        torch.set_num_threads(min(threads))
     start = time.perf_counter()
 
     def done(k: int, result: Any) -> None:

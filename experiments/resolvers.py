@@ -16,11 +16,11 @@ def sweep_dirname(overrides: list[str]) -> str:
 
 
 def conv_indices(arch: str) -> str:
-    """A sweep over every conv index of a torchvision architecture: "[0],[1],...,[n-1]"."""
-    from nst.backbones import torchvision_backbone
-    from nst.features import convs
+    """A sweep over every conv index of an architecture (random weights: only the structure counts): "[0],...,[n-1]"."""
+    from nst.backbones import backbone
+    from nst.features import conv_count
 
-    return ",".join(f"[{i}]" for i in range(len(convs(torchvision_backbone(str(arch), "random")))))
+    return ",".join(f"[{i}]" for i in range(conv_count(backbone(str(arch), "random")[0])))
 
 
 def jobs_for_threads(threads: int | None) -> int:

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nst.efficientnet import ARCH as EFFICIENTNET
+from nst.efficientnet import PRETRAINED
 from nst.images import fit_long_side
 from nst.run import PRECISIONS
 from nst.spec import INITS, as_tuple
@@ -198,6 +200,10 @@ def structure(arch: str, weights: str, pooling: str):
         with torch.device("meta"):
             if arch == "vgg19" and weights != "random":
                 return vgg19_features(pooling=pooling if pooling in POOLINGS else "max")
+            if arch == EFFICIENTNET:
+                from nst.efficientnet import efficientnet_lite0
+
+                return efficientnet_lite0("random")
             import torchvision
 
             return torchvision.models.get_model(arch, weights=None)
@@ -205,11 +211,43 @@ def structure(arch: str, weights: str, pooling: str):
         return None
 
 
+BYTES_PER_PIXEL_BOUND = 16_384  # above any network's need here (VGG19, paper layers, L-BFGS history 100: ~5 KB)
+
+
+def _memory(c: _Check, net: Any, layers: list, size: tuple[int, int], plan: list | None) -> None:
+    """Refuse up front a job whose estimated peak memory exceeds what its device has free (nst/memory.py)."""
+    from nst.losses import convention
+    from nst.memory import available_mb, estimate_mb
+    from nst.run import resolve_device
+
+    try:
+        device = resolve_device(c.get("device"))
+    except ValueError:  # no CUDA here: the job's own error applies
+        return
+    free = available_mb(device)
+    pixels = size[0] * size[1]
+    if net is None or not layers or free is None or pixels * BYTES_PER_PIXEL_BOUND < free * 2**20:
+        return  # nothing to estimate, or far from the limit (the estimate's first meta pass costs ~1-3 s)
+    opt, steps = c.get("optimizer"), max(p[1] for p in plan) if plan else c.get("steps")
+    history = min(opt["history_size"], max(steps - 1, 0)) if opt["name"] == "lbfgs" else 1
+    tap = c.get("tap") or convention(c.get("loss")).tap
+    need = estimate_mb(net, layers, tap, size, history=history)
+    if need > free:
+        raise c.fail("multiscale" if plan else "size",
+                     f"gives a {size[0]}x{size[1]} image that needs an estimated {need / 1024:.1f} GiB on {device}, "
+                     f"more than the {free / 1024:.1f} GiB available; use a smaller size, a smaller "
+                     f"optimizer.history_size (each L-BFGS pair {12 * pixels / 2**20:.0f} MiB, {history} kept) "
+                     "or precision=bf16 (activations in half the memory)")
+
+
 def _layers(c: _Check, key: str, net: Any) -> list:
     value = list(as_tuple(c.get(key)))
     for layer in value:
         if isinstance(layer, bool) or not isinstance(layer, (int, str)) or layer == "":
             raise c.fail(key, f"holds {_repr(layer)}: each layer is a conv index (0, 1, ...) or a layer name")
+    twice = [layer for k, layer in enumerate(value) if layer in value[:k]]
+    if twice:
+        raise c.fail(key, f"names {_repr(twice[0])} twice: list each layer once (weigh it with style_layer_weights)")
     if net is not None:
         from nst.features import resolve
 
@@ -225,6 +263,14 @@ def _weights(c: _Check, arch: str) -> None:
     key, value = "weights", c.get("weights")
     if value == "random":
         return
+    if arch == EFFICIENTNET:  # no state_dict path: the trunk is ours, a file's keys would be the package's
+        if value != PRETRAINED:
+            raise c.fail(key, f"is not one of {PRETRAINED} | random (arch={arch})"
+                         + (_suggest(value, [PRETRAINED, "random"]) if isinstance(value, str) else ""))
+        return
+    if value == PRETRAINED:
+        raise c.fail(key, f"exist for {EFFICIENTNET} only; give arch={arch} "
+                          + ("original, normalized" if arch == "vgg19" else "a state_dict path") + " or 'random'")
     if value in BUILT_IN:
         if arch != "vgg19":
             raise c.fail(key, f"exist for vgg19 only; give arch={arch} a state_dict path or 'random'")
@@ -381,8 +427,14 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
 
         names = architectures()
     if arch != "vgg19" and (not isinstance(arch, str) or arch not in names):
-        raise c.fail("arch", "is not a torchvision architecture (e.g. vgg19, vgg16, resnet18, alexnet)"
+        raise c.fail("arch", f"is not a torchvision architecture or {EFFICIENTNET} (e.g. vgg19, vgg16, resnet18)"
                      + (_suggest(arch, names) if isinstance(arch, str) else ""))
+    if arch == EFFICIENTNET:
+        from nst.efficientnet import missing
+
+        reason = missing()
+        if reason:
+            raise c.fail("arch", reason)
     _weights(c, arch)
     net = structure(arch, str(c.get("weights")), str(c.get("pooling")))
     content_layers = _layers(c, "content_layers", net)
@@ -415,6 +467,7 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
         raise c.fail(key, f"gives a {target[0]}x{target[1]} image = {target[0] * target[1]:,} pixels, over "
                           f"max_pixels {budget:,}; use a smaller size or raise max_pixels")
     _upscale_warning("content", content, native, target, f"size={long_side}")
+    _memory(c, net, content_layers + style_layers, target, plan)
 
     styles = list(as_tuple(c.get("style")))
     if style_layers:

@@ -1,4 +1,5 @@
-"""Backbones: VGG19 with the original weights (nst/vgg.py) or any torchvision architecture with a weights file.
+"""Backbones: VGG19 with the original weights (nst/vgg.py), EfficientNet-Lite0 with its pretrained weights
+(nst/efficientnet.py, the optional extra `efficientnet`) or any torchvision architecture with a weights file.
 
 Layers of every backbone are addressed the same way (nst/features.py): conv indices 0..n-1 or module names.
 """
@@ -10,14 +11,22 @@ import torch
 import torchvision
 from torch import nn
 
+from nst import efficientnet
 from nst.vgg import NORMALIZED, ORIGINAL, TORCHVISION, Preprocess, vgg19
 
 RANDOM = "random"  # seeded random weights: for tests and for untrained-network baselines
+PRETRAINED = efficientnet.PRETRAINED  # the weights an installed package ships for its architecture
+OWN = {efficientnet.ARCH: PRETRAINED}  # architectures of ours (not torchvision's) -> the weights they ship
 
 
 def architectures() -> list[str]:
-    """torchvision's classification architectures (vgg16, vgg19, resnet18, ...)."""
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    """Every `arch`: torchvision's classification architectures (vgg16, vgg19, resnet18, ...) and ours."""
+    return sorted([*torchvision.models.list_models(module=torchvision.models), *OWN])
+
+
+def weights_file(arch: str, weights: str) -> Path | None:
+    """The file that `pretrained` weights are read from (for input fingerprints), else None."""
+    return efficientnet.weights_path() if arch == efficientnet.ARCH and weights == PRETRAINED else None
 
 
 def set_pooling(cnn: nn.Module, pooling: str) -> nn.Module:
@@ -34,7 +43,7 @@ def set_pooling(cnn: nn.Module, pooling: str) -> nn.Module:
 
 def torchvision_backbone(arch: str, weights: str, *, pooling: str = "max", seed: int = 0) -> nn.Module:
     """A frozen torchvision `arch` with a state_dict file (`weights` a path) or seeded random weights."""
-    if arch not in architectures():
+    if arch not in architectures() or arch in OWN:
         raise ValueError(f"arch {arch!r} is not a torchvision architecture; e.g. vgg16, vgg19, resnet18, alexnet")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -50,9 +59,17 @@ def torchvision_backbone(arch: str, weights: str, *, pooling: str = "max", seed:
 
 
 def backbone(arch: str = "vgg19", weights: str = ORIGINAL, *, pooling: str = "max") -> tuple[nn.Module, Preprocess]:
-    """A frozen CNN and its preprocessing. vgg19 + "original" (the default) or "normalized" is the paper's network."""
+    """A frozen CNN and its preprocessing. vgg19 + "original" (the default) or "normalized" is the paper's network;
+    efficientnet_lite0 takes "pretrained" or "random" (its trunk has no pooling layer: `pooling` changes nothing)."""
     if arch == "vgg19" and weights != RANDOM:
         return vgg19(weights, pooling=pooling)
+    if arch == efficientnet.ARCH:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # as torchvision_backbone's seed: weights=random is the same network every time
+            return efficientnet.efficientnet_lite0(weights), efficientnet.LITE
+    if weights == PRETRAINED:
+        raise ValueError(f"weights {weights!r} exist for {', '.join(OWN)} only; give arch={arch} a state_dict path "
+                         "or 'random'")
     if weights in (ORIGINAL, NORMALIZED):
         raise ValueError(f"weights {weights!r} exist for vgg19 only; give arch={arch} a state_dict path or 'random'")
     return torchvision_backbone(arch, weights, pooling=pooling), TORCHVISION

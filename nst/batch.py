@@ -19,13 +19,13 @@ import torch
 
 from nst import memory
 from nst.batched_lbfgs import Step, minimize
-from nst.engine import NonFiniteLoss, numbers, term_names, term_row
+from nst.engine import NonFiniteLoss, names_of, numbers
 from nst.features import Encoder
 from nst.inputs import image_size, spec_images
+from nst.losses import total_variation
 from nst.run import PRECISIONS, JobResult, configure, finish, initial_image, model_for, resolve_device, run
 from nst.spec import JobSpec
-
-NAMES = ["total_loss", "content_loss", "style_loss", "tv_loss"]
+from nst.transfer import StyleTransfer
 
 
 def group_key(spec: JobSpec) -> tuple | None:
@@ -67,6 +67,113 @@ def run_all(specs: Sequence[JobSpec], *, batch_size: int = 32, done: Done) -> No
             done(i, result)
 
 
+class GroupLoss:
+    """Every job's loss terms for a batch of images, one loss call per distinct (layer, target) for all of them.
+
+    A group's jobs share the images and the loss functions, so a content or style term at one layer with one
+    target is the same function for every job that uses it: it is computed once for the whole batch, (B,), and
+    each job weighs the terms it uses (α for its content layers, β·w_l for its style layers, 0 for the others'
+    layers). A batch of 25 jobs thus costs one Gram matrix product per style layer instead of one per job and
+    layer (the per-job loop was ~750 small kernels per evaluation on the GPU; benchmarks/batched_grid.py).
+    """
+
+    def __init__(self, models: Sequence[StyleTransfer], device: torch.device):
+        first = models[0].targets
+        self.encoder = Encoder(first.encoder.cnn, list(dict.fromkeys(layer for m in models
+                                                                     for layer in m.targets.encoder.layers)),
+                               first.convention.tap)
+        self.content_fn, self.style_fn = first.convention.content, first.style_loss
+        self.content, content_use = self._columns([(m.targets.content_layers, m.targets.content_targets)
+                                                   for m in models])
+        self.style, style_use = self._columns([(m.targets.style_layers, m.targets.style_targets) for m in models])
+
+        def table(rows: list[list[float]]) -> torch.Tensor:
+            return torch.tensor(rows, dtype=torch.float32, device=device)
+
+        self.listed = [(set(cu), set(su)) for cu, su in zip(content_use, style_use)]  # each job's columns
+        self.per_image = device.type == "cpu"  # see __call__
+        self.content_weights = table([_weigh(use, [1.0] * len(use), len(self.content)) for use in content_use])
+        self.style_weights = table([_weigh(use, m.weights, len(self.style)) for m, use in zip(models, style_use)])
+        self.alpha, self.beta, self.tv = (table([[getattr(m, k) for m in models]])[0]
+                                          for k in ("alpha", "beta", "tv_weight"))
+        # each job's row of terms, in engine.term_row's order, as columns of [total, content, style, tv,
+        # content columns, style columns, NaN]; shorter rows are padded with the NaN column
+        n_c, n_s = len(self.content), len(self.style)
+        rows = [[0, 1, 2, 3] + [4 + c for c in cu] + [4 + n_c + c for c in su]
+                for cu, su in zip(content_use, style_use)]
+        width = max(map(len, rows))
+        self.columns = torch.tensor([r + [4 + n_c + n_s] * (width - len(r)) for r in rows], device=device)
+        self.names = [names_of([m.keys[layer] for layer in m.targets.content_layers],
+                               [m.keys[layer] for layer in m.style_layers]) for m in models]
+
+    @staticmethod
+    def _columns(jobs: list[tuple[list, list]]) -> tuple[list[tuple[Any, Any]], list[list[int]]]:
+        """Distinct (layer, target) pairs over the jobs, and each job's pairs as indices, in its own order."""
+        columns: list[tuple[Any, Any]] = []
+        uses = []
+        for layers, targets in jobs:
+            use = []
+            for layer, target in zip(layers, targets):
+                same = [c for c, (l, t) in enumerate(columns) if l == layer and _equal(t, target)]
+                if not same:
+                    columns.append((layer, target))
+                use.append(same[0] if same else len(columns) - 1)
+            uses.append(use)
+        return columns, uses
+
+    def __call__(self, x: torch.Tensor, active: torch.Tensor, cast: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The active jobs' total losses (n,) and their term rows (n, width) from one batched pass over x."""
+        # CPU: image by image (measured, 2-core EPYC, 25 images at 128 px to conv3_1: one batched pass 0.94 s, 25
+        # single ones 0.64 s: cache), each term only for the images whose job lists it and without concatenating
+        # features (computing every term for every image, or per term over concatenated features, made the
+        # write-up's grid 0.85x the basic launcher's speed). GPU: one pass and every term for every image
+        # (launch-bound: fewer, larger kernels win).
+        jobs = active.tolist() if self.per_image else None  # on the CPU this is no device sync
+        with cast:
+            feats = [self.encoder(image[None]) for image in x.unbind(0)] if jobs is not None else self.encoder(x)
+        with torch.autocast(x.device.type, enabled=False):  # the features may be bf16; the losses stay fp32
+            content = self._values(self.content, 0, feats, jobs, self.content_fn, x)
+            style = self._values(self.style, 1, feats, jobs, self.style_fn, x)
+            tv = total_variation(x.float())
+            # torch.where, not a product: a job must not see another job's layer, even a non-finite one
+            weights = self.content_weights[active]
+            content_loss = (torch.where(weights > 0, content, 0.0) * weights).sum(1)
+            weights = self.style_weights[active]
+            style_loss = (torch.where(weights > 0, style, 0.0) * weights).sum(1)
+            total = self.alpha[active] * content_loss + self.beta[active] * style_loss + self.tv[active] * tv
+        with torch.no_grad():
+            terms = torch.cat([torch.stack([total, content_loss, style_loss, tv], 1), content, style,
+                               torch.full_like(tv, math.nan)[:, None]], 1)
+            return total, terms.gather(1, self.columns[active])
+
+    def _values(self, columns: list[tuple[Any, Any]], kind: int, feats: Any, jobs: list[int] | None,
+                fn: Callable, x: torch.Tensor) -> torch.Tensor:
+        """(n, columns) fp32 loss values: from batched features for every image (jobs None), else from each
+        image's features for the columns its job lists (0 for the others, which it weighs 0)."""
+        if not columns:
+            return x.new_zeros((x.shape[0], 0), dtype=torch.float32)
+        if jobs is None:
+            return torch.stack([fn(feats[layer], target) for layer, target in columns], 1)
+        zero = x.new_zeros((1,), dtype=torch.float32)
+        return torch.stack([torch.cat([fn(feats[k][layer], target) if c in self.listed[j][kind] else zero
+                                       for c, (layer, target) in enumerate(columns)]) for k, j in enumerate(jobs)])
+
+
+def _weigh(use: list[int], weights: Sequence[float], n: int) -> list[float]:
+    """A job's weight on each of n columns: the sum of its weights of the layers that use it, 0 elsewhere."""
+    row = [0.0] * n
+    for c, w in zip(use, weights):
+        row[c] += w
+    return row
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Two targets (tensors or tuples of them) hold the same values."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a, b))
+    return type(a) is type(b) and len(a) == len(b) and all(_equal(u, v) for u, v in zip(a, b))
+
+
 def run_group(specs: Sequence[JobSpec]) -> list[JobResult | BaseException]:
     """Optimise compatible single-scale L-BFGS jobs as one batch; each job's result or its error."""
     start = time.perf_counter()
@@ -79,41 +186,20 @@ def run_group(specs: Sequence[JobSpec]) -> list[JobResult | BaseException]:
     built = [model_for(spec, size, device) for spec in specs]
     models, prep = [m for m, _ in built], built[0][1]
     content, styles = spec_images(first.targets, size)
-    layers = list(dict.fromkeys(layer for m in models for layer in m.targets.encoder.layers))
-    encoder = Encoder(models[0].targets.encoder.cnn, layers, models[0].targets.convention.tap)
+    loss = GroupLoss(models, device)
     x0 = torch.cat([prep(initial_image(s, content, styles[0] if styles else None, size)) for s in specs]).to(device)
     cast = torch.autocast(device.type, dtype=PRECISIONS[first.precision]) \
         if PRECISIONS[first.precision] is not None else nullcontext()
-    width = max(len(NAMES) + len(m.targets.content_layers) + len(m.style_layers) for m in models)
-    keys: list[list[str]] = [[] for _ in specs]  # each job's term names (engine.term_names), as aux's columns
-
-    def objective(x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each active job's total loss and its terms (padded with NaN to one width) from one batched pass."""
-        images = x.unbind(0)  # not slices: a slice's backward writes a zero tensor of the whole batch per job
-        with cast:
-            if x.device.type == "cpu":  # measured (2-core EPYC, 25 images at 128 px to conv3_1): one batched pass
-                per = [encoder(image[None]) for image in images]  # 0.94 s, 25 single ones 0.64 s (cache)
-                parts = {layer: [f[layer][0] for f in per] for layer in layers}
-            else:  # the GPU wants the batch: one pass for all
-                parts = {layer: f.unbind(0) for layer, f in encoder(x).items()}
-        totals, aux = [], []
-        for k, j in enumerate(active.tolist()):
-            t = models[j].terms_of(images[k][None], {layer: f[k][None] for layer, f in parts.items()})
-            keys[j], row = term_names(t), term_row(t)
-            aux.append(torch.cat([row, row.new_full((width - len(row),), math.nan)]))
-            totals.append(t.total)
-        return torch.stack(totals), torch.stack(aux)
-
     history: list[list[dict[str, Any]]] = [[] for _ in specs]
     t0 = time.perf_counter()
 
     def record(step: Step) -> None:
-        terms = dict(zip(keys[step.index], step.aux or []))
+        terms = dict(zip(loss.names[step.index], step.aux or []))
         history[step.index].append({"size": long_side, "iteration": step.iteration, "evaluations": step.evaluations,
                                     "seconds": time.perf_counter() - t0, **terms})
 
-    result = minimize(objective, x0, steps=steps, lr=o.lr, history_size=o.history_size, line_search=o.line_search,
-                      rescale=True, callback=record)
+    result = minimize(lambda x, active: loss(x, active, cast), x0, steps=steps, lr=o.lr,
+                      history_size=o.history_size, line_search=o.line_search, rescale=True, callback=record)
     seconds, setup = time.perf_counter() - t0, t0 - start
     out: list[JobResult | BaseException] = []
     for j, (spec, model) in enumerate(zip(specs, models)):

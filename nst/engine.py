@@ -69,8 +69,13 @@ class Result:
 
 def term_names(terms: Terms) -> list[str]:
     """The names of an evaluation's terms, in the order of term_row()."""
-    return (["total_loss", "content_loss", "style_loss", "tv_loss"] + [f"content/{k}" for k in terms.content_layers]
-            + [f"style/{k}" for k in terms.style_layers])
+    return names_of(list(terms.content_layers), list(terms.style_layers))
+
+
+def names_of(content_keys: list[str], style_keys: list[str]) -> list[str]:
+    """Term names for the given content and style layer keys (`relu4_2`, ...), in the order of term_row()."""
+    return (["total_loss", "content_loss", "style_loss", "tv_loss"] + [f"content/{k}" for k in content_keys]
+            + [f"style/{k}" for k in style_keys])
 
 
 def term_row(terms: Terms) -> torch.Tensor:

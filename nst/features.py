@@ -16,6 +16,19 @@ def convs(cnn: nn.Module) -> list[nn.Conv2d]:
     return [m for m in cnn.modules() if isinstance(m, nn.Conv2d)]
 
 
+def conv_taps(cnn: nn.Module) -> list[tuple[str, str]] | None:
+    """A backbone's own conv-index table, where it defines one (`cnn.conv_taps()`, nst/efficientnet.py): per index,
+    the names of the modules whose outputs are its pre-activation (`tap=conv`) and its activation (`tap=relu`)."""
+    own = getattr(cnn, "conv_taps", None)
+    return own() if callable(own) else None
+
+
+def conv_count(cnn: nn.Module) -> int:
+    """How many conv indices a model has: the entries of its own table, else its Conv2d layers."""
+    table = conv_taps(cnn)
+    return len(table) if table is not None else len(convs(cnn))
+
+
 def _leaves(cnn: nn.Module) -> list[nn.Module]:
     return [m for m in cnn.modules() if not list(m.children())]
 
@@ -24,7 +37,7 @@ def valid_layers(cnn: nn.Module) -> str:
     """A one-line description of the layers that may be requested."""
     names = [n for n, m in cnn.named_modules() if n and not list(m.children())]
     shown = ", ".join(names) if len(names) <= 40 else ", ".join(names[:6] + ["…"] + names[-3:])
-    return f"conv indices 0..{len(convs(cnn)) - 1} or layer names {shown}"
+    return f"conv indices 0..{conv_count(cnn) - 1} or layer names {shown}"
 
 
 def layer_key(layer: Layer, cnn: nn.Module, tap: str = "relu") -> str:
@@ -41,12 +54,18 @@ def resolve(layer: Layer, cnn: nn.Module, tap: str = "relu") -> tuple[nn.Module,
     the output of the ReLU that directly follows the conv where there is one; relu(batchnorm output) where a
     BatchNorm2d follows it (ResNets share one ReLU module per block, so its hook could not tell the calls apart);
     else relu(conv output). With tap "conv", it is the pre-activation: the conv's output (the BatchNorm's where
-    one follows), which can be negative. Names always mean that module's output, whatever the tap.
+    one follows), which can be negative. A backbone with its own table (`conv_taps`) maps an index to the modules
+    it names, and no ReLU is applied. Names always mean that module's output, whatever the tap.
     """
     if tap not in TAPS:
         raise ValueError(f"tap {tap!r} is not one of {list(TAPS)}")
     if isinstance(layer, bool) or not isinstance(layer, (int, str)):
         raise ValueError(f"layer {layer!r} is neither a conv index nor a name; valid: {valid_layers(cnn)}")
+    table = conv_taps(cnn) if isinstance(layer, int) else None
+    if table is not None:
+        if not 0 <= layer < len(table):
+            raise ValueError(f"layer index {layer} is out of range; valid: {valid_layers(cnn)}")
+        return dict(cnn.named_modules())[table[layer][1 if tap == "relu" else 0]], False
     if isinstance(layer, int):
         conv_list = convs(cnn)
         if not 0 <= layer < len(conv_list):

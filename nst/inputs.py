@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nst.backbones import RANDOM
+from nst.backbones import RANDOM, weights_file
 from nst.backbones import backbone as load_backbone
 from nst.color import MODES as COLOR_MODES
 from nst.color import luminance_only, match_colors
@@ -99,6 +99,8 @@ def input_files(spec: JobSpec) -> dict[str, str]:
         files["weights"] = str(original_weights_path())
         if t.weights == NORMALIZED:
             files["normalization"] = str(NORMALIZATION_FILE)
+    elif weights_file(t.arch, t.weights) is not None:  # a package's own weights (efficientnet_lite0 pretrained)
+        files["weights"] = str(weights_file(t.arch, t.weights))
     elif t.weights != RANDOM:
         files["weights"] = t.weights
     return files

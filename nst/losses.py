@@ -3,8 +3,9 @@
 Notation (Gatys et al. 2016, Sec. 2): F, P are the (N_l channels x M_l positions) feature maps of the image
 being optimised and of the content image at layer l; G = F Fᵀ and A are the Gram matrices of the image and
 of the style image; Ĝ = G/M and Â = A/M are the same per position (so that a style image of another size
-compares fairly; with equal sizes the formulas below are exactly the paper's). Every function returns a 0-dim
-fp32 tensor. Other style losses (MMD, BN statistics) are in nst/style_losses.py.
+compares fairly; with equal sizes the formulas below are exactly the paper's). Every function reduces over all but
+the leading (image) dimension and returns one fp32 value per image, (B,), so that one call serves a batch of jobs
+(nst/batch.py). Other style losses (MMD, BN statistics) are in nst/style_losses.py.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F
 
 # Seed-convention style constant for the original (Caffe, 0..255 input) weights. Their activations are ~58x those
 # of torchvision-normalised inputs, so the Gram term is ~58^4 larger than in the torchvision-based write-up;
@@ -42,18 +42,18 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 
 def content_paper(f: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Gatys 2016 Eq. 1: L_content = ½ Σ (F − P)²."""
-    return 0.5 * (f.float() - p.float()).pow(2).sum()
+    """Gatys 2016 Eq. 1: L_content = ½ Σ (F − P)², per image."""
+    return 0.5 * (f.float() - p.float()).pow(2).flatten(1).sum(1)
 
 
 def content_seed(f: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Write-up convention: mean squared error, L_content = 1/(N M) Σ (F − P)² (Eq. 1 divided by N M / 2)."""
-    return F.mse_loss(f.float(), p.float())
+    return (f.float() - p.float()).pow(2).flatten(1).mean(1)
 
 
 def style_paper(g: torch.Tensor, a: torch.Tensor, n: int) -> torch.Tensor:
     """Gatys 2016 Eq. 4 on per-position Gram matrices: E_l = 1/(4 N²) Σ (Ĝ − Â)² = 1/(4 N² M²) Σ (G − A)²."""
-    return (g - a).pow(2).sum() / (4.0 * n * n)
+    return (g - a).pow(2).sum((-2, -1)) / (4.0 * n * n)
 
 
 def style_seed(g: torch.Tensor, a: torch.Tensor, n: int) -> torch.Tensor:
@@ -62,7 +62,7 @@ def style_seed(g: torch.Tensor, a: torch.Tensor, n: int) -> torch.Tensor:
     E_l = 1/N² Σ ((Ĝ − Â)/N)² = 1/(N⁴ M²) Σ (G − A)². Departure from Eq. 4: the extra 4/N² weighs deep (wide)
     layers less than the paper does.
     """
-    return F.mse_loss(g / n, a / n)
+    return ((g - a) / n).pow(2).mean((-2, -1))
 
 
 @dataclass(frozen=True)
@@ -109,5 +109,6 @@ def convention(name: str, *, weights: str = "original", tap: str | None = None) 
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
-    """Anisotropic TV: Σ |x[i+1, j] − x[i, j]| + |x[i, j+1] − x[i, j]|, averaged over pixels."""
-    return (image[..., 1:, :] - image[..., :-1, :]).abs().mean() + (image[..., 1:] - image[..., :-1]).abs().mean()
+    """Anisotropic TV: Σ |x[i+1, j] − x[i, j]| + |x[i, j+1] − x[i, j]|, averaged over pixels, per image."""
+    return ((image[..., 1:, :] - image[..., :-1, :]).abs().flatten(1).mean(1)
+            + (image[..., 1:] - image[..., :-1]).abs().flatten(1).mean(1))

@@ -1,10 +1,14 @@
 """Peak memory of a job: the process's peak resident set (CPU) or the CUDA allocator's peak (GPU)."""
 from __future__ import annotations
 
+import copy
 import resource
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 
 def reset_peak(device: torch.device) -> None:
@@ -29,3 +33,53 @@ def peak_mb(device: torch.device) -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def activation_bytes(cnn: nn.Module, layers: Sequence[Any], tap: str, size: tuple[int, int]) -> int:
+    """Bytes autograd keeps for the backward of one fp32 evaluation (features + Gram matrices of `layers` of a
+    (1, 3, H, W) image), counted by running `cnn` on the meta device: nothing is allocated or computed. Under bf16
+    autocast the features take half of this: the estimate is then an upper bound."""
+    from nst.features import Encoder
+    from nst.losses import gram
+
+    kept: dict[int, torch.Tensor] = {}  # held until the end, so that no id is reused
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        base = t if t._base is None else t._base  # a view and its base, or one tensor saved twice, count once
+        if id(base) not in weights:  # the conv weights are the network's, counted once by the caller
+            kept[id(base)] = base
+        return t
+
+    net = cnn if next(cnn.parameters()).is_meta else copy.deepcopy(cnn).to("meta")
+    weights = {id(p) for p in net.parameters()}
+    x = torch.empty(1, 3, size[1], size[0], device="meta", requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        for f in Encoder(net, layers, tap)(x).values():
+            gram(f)
+    return sum(t.numel() * t.element_size() for t in kept.values())
+
+
+def estimate_mb(cnn: nn.Module, layers: Sequence[Any], tap: str, size: tuple[int, int], *, history: int) -> float:
+    """Estimated peak MiB of one job beyond the process's own: 1.4x the activations kept for the backward (the
+    backward's transient gradients), the network's weights, and L-BFGS's `history` pairs of vectors plus five
+    more (direction, gradients, image), each the image's size in fp32.
+
+    Calibrated with benchmarks/memory.py (VGG19, default layers, 5 iterations): the measured peak less the weights
+    and L-BFGS vectors was 1.14-1.19x the kept activations on a CPU (512-2048 px) and 1.19-1.24x on an H200
+    (1024-2048 px; at <= 512 px the H200's peak is cuDNN's autotuning workspace, up to 16 GiB, not the job's)."""
+    pixels = 3 * size[0] * size[1] * 4
+    weights = sum(p.numel() * 4 for p in cnn.parameters())
+    return (1.4 * activation_bytes(cnn, layers, tap, size) + weights + (2 * history + 5) * pixels) / 2**20
+
+
+def available_mb(device: torch.device) -> float | None:
+    """Memory a job can still take: free CUDA memory, else MemAvailable (Linux); None where unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] / 2**20
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None

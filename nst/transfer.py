@@ -17,7 +17,9 @@ from nst.style_losses import style_loss as get_style_loss
 
 @dataclass
 class Terms:
-    """One evaluation: total = α·content + β·style + tv_weight·tv; per-layer terms are unweighted (style: E_l)."""
+    """One evaluation: total = α·content + β·style + tv_weight·tv; per-layer terms are unweighted (style: E_l).
+
+    Each is one value per image, (B,), or 0-dim for one image (`at`)."""
 
     total: torch.Tensor
     content: torch.Tensor
@@ -25,6 +27,11 @@ class Terms:
     tv: torch.Tensor
     content_layers: dict[str, torch.Tensor]
     style_layers: dict[str, torch.Tensor]
+
+    def at(self, k: int) -> Terms:
+        """Image k's terms, as 0-dim tensors."""
+        return Terms(self.total[k], self.content[k], self.style[k], self.tv[k],
+                     {n: v[k] for n, v in self.content_layers.items()}, {n: v[k] for n, v in self.style_layers.items()})
 
 
 def check_weight(name: str, value: float) -> float:
@@ -56,6 +63,10 @@ class Targets(nn.Module):
             raise ValueError("no content_layers and no style_layers: nothing to optimise")
         self.encoder = Encoder(cnn, self.content_layers + self.style_layers, self.convention.tap)
         self.keys = {layer: layer_key(layer, cnn, self.convention.tap) for layer in self.encoder.layers}
+        for name, layers in (("content_layers", self.content_layers), ("style_layers", self.style_layers)):
+            keys = [self.keys[layer] for layer in layers]
+            if len(set(keys)) < len(keys):  # a dict of terms per layer would merge them and misalign the weights
+                raise ValueError(f"{name} {layers} name {max(keys, key=keys.count)} twice; list each layer once")
 
         self.content_targets = []
         if self.content_layers:
@@ -92,7 +103,7 @@ class Targets(nn.Module):
                              "(a feature map would be empty); use a larger size or shallower layers") from None
 
     def terms(self, image: torch.Tensor, feats: dict[Layer, torch.Tensor]) -> tuple[dict[str, torch.Tensor], ...]:
-        """Unweighted per-layer content losses and style losses E_l of features computed from `image`."""
+        """Unweighted per-layer content losses and style losses E_l, (B,) each, of features computed from `image`."""
         with torch.autocast(image.device.type, enabled=False):  # the features may be bf16; the losses stay fp32
             content = {self.keys[layer]: self.convention.content(feats[layer], target)
                        for layer, target in zip(self.content_layers, self.content_targets)}
@@ -135,14 +146,14 @@ class StyleTransfer(nn.Module):
         return self.targets.style_layers
 
     def forward(self, image: torch.Tensor) -> Terms:
-        """Loss terms of `image` (network input space)."""
+        """Loss terms of one image (1, C, H, W) in the network's input space, as 0-dim tensors."""
         # under the caller's autocast (bf16) if any; the losses stay fp32
-        return self.terms_of(image, self.targets.encoder(image))
+        return self.terms_of(image, self.targets.encoder(image)).at(0)
 
     def terms_of(self, image: torch.Tensor, feats: dict[Layer, torch.Tensor]) -> Terms:
-        """Loss terms of `image` from its features at (at least) this model's layers (a batched pass's slice)."""
+        """Loss terms, (B,) each, of a batch of images from their features at (at least) this model's layers."""
         content, style = self.targets.terms(image, feats)
-        zero = image.new_zeros((), dtype=torch.float32)
+        zero = image.new_zeros((image.shape[0],), dtype=torch.float32)
         content_loss = sum(content.values(), zero)
         style_loss = sum((w * e for w, e in zip(self.weights, style.values())), zero)
         tv = total_variation(image.float())  # reported even when unweighted: a smoothness measure
