@@ -172,7 +172,10 @@ def test_interrupted_sweep_keeps_finished_jobs_and_reports_them(tmp_path, sig, c
     env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0")
     proc = subprocess.Popen([sys.executable, "-m", "experiments.transfer", "-m", "size=32", "progress=false",
                              "steps=2,100000,3", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job inherits SIGINT ignored, and Python then never raises
+                            # KeyboardInterrupt: restore the default, as a terminal's Ctrl-C finds it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
 
     def started(steps: int, name: str) -> bool:
