@@ -43,15 +43,12 @@ def measure(job: list[str], size: int, precision: str, steps: int, device: str, 
 def estimate(metrics: dict, steps: int) -> float:
     """nst.memory.estimate_mb for the job that wrote `metrics`."""
     from experiments.validate import structure
-    from nst.losses import convention
-    from nst.memory import estimate_mb
+    from nst.memory import job_estimate_mb
 
     cfg = metrics["config"]
     cnn = structure(cfg["arch"], cfg["weights"], cfg["pooling"])  # the job's network on the meta device
-    tap = cfg["tap"] or convention(cfg["loss"]).tap
-    history = min(cfg["optimizer"]["history_size"], steps - 1)
-    return estimate_mb(cnn, cfg["content_layers"] + cfg["style_layers"], tap, (metrics["width"], metrics["height"]),
-                       history=history)
+    return job_estimate_mb(cnn, cfg["content_layers"] + cfg["style_layers"], (metrics["width"], metrics["height"]),
+                           tap=cfg["tap"], loss=cfg["loss"], optimizer=cfg["optimizer"], steps=steps)
 
 
 def main() -> None:

@@ -216,8 +216,7 @@ BYTES_PER_PIXEL_BOUND = 16_384  # above any network's need here (VGG19, paper la
 
 def _memory(c: _Check, net: Any, layers: list, size: tuple[int, int], plan: list | None) -> None:
     """Refuse up front a job whose estimated peak memory exceeds what its device has free (nst/memory.py)."""
-    from nst.losses import convention
-    from nst.memory import available_mb, estimate_mb
+    from nst.memory import available_mb, held_pairs, job_estimate_mb
     from nst.run import resolve_device
 
     try:
@@ -229,14 +228,12 @@ def _memory(c: _Check, net: Any, layers: list, size: tuple[int, int], plan: list
     if net is None or not layers or free is None or pixels * BYTES_PER_PIXEL_BOUND < free * 2**20:
         return  # nothing to estimate, or far from the limit (the estimate's first meta pass costs ~1-3 s)
     opt, steps = c.get("optimizer"), max(p[1] for p in plan) if plan else c.get("steps")
-    history = min(opt["history_size"], max(steps - 1, 0)) if opt["name"] == "lbfgs" else 1
-    tap = c.get("tap") or convention(c.get("loss")).tap
-    need = estimate_mb(net, layers, tap, size, history=history)
+    need = job_estimate_mb(net, layers, size, tap=c.get("tap"), loss=c.get("loss"), optimizer=opt, steps=steps)
     if need > free:
         raise c.fail("multiscale" if plan else "size",
                      f"gives a {size[0]}x{size[1]} image that needs an estimated {need / 1024:.1f} GiB on {device}, "
                      f"more than the {free / 1024:.1f} GiB available; use a smaller size, a smaller "
-                     f"optimizer.history_size (each L-BFGS pair {12 * pixels / 2**20:.0f} MiB, {history} kept) "
+                     f"optimizer.history_size (each L-BFGS pair {12 * pixels / 2**20:.0f} MiB, {held_pairs(opt, steps)} kept) "
                      "or precision=bf16 (activations in half the memory)")
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import resource
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,19 @@ def peak_mb(device: torch.device) -> float:
     """Peak memory in MiB since `reset_peak`: CUDA max_memory_allocated, else the process's peak RSS."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    hwm = _proc_mb("/proc/self/status", "VmHWM:")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _proc_mb(path: str, key: str) -> float | None:
+    """The `key` line of a /proc file (a size in kB) in MiB; None where there is no such file or line."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return None
 
 
 def activation_bytes(cnn: nn.Module, layers: Sequence[Any], tap: str, size: tuple[int, int]) -> int:
@@ -72,14 +78,22 @@ def estimate_mb(cnn: nn.Module, layers: Sequence[Any], tap: str, size: tuple[int
     return (1.4 * activation_bytes(cnn, layers, tap, size) + weights + (2 * history + 5) * pixels) / 2**20
 
 
+def held_pairs(optimizer: Mapping[str, Any], steps: int) -> int:
+    """Image-sized vector pairs an optimiser holds after `steps` iterations: L-BFGS at most steps - 1 of its
+    history_size, Adam its two moments (one pair)."""
+    return min(optimizer["history_size"], max(steps - 1, 0)) if optimizer["name"] == "lbfgs" else 1
+
+
+def job_estimate_mb(cnn: nn.Module, layers: Sequence[Any], size: tuple[int, int], *, tap: str | None, loss: str,
+                    optimizer: Mapping[str, Any], steps: int) -> float:
+    """estimate_mb for a job's settings: its tap (None: its loss convention's) and its optimiser's held pairs."""
+    from nst.losses import convention
+
+    return estimate_mb(cnn, layers, tap or convention(loss).tap, size, history=held_pairs(optimizer, steps))
+
+
 def available_mb(device: torch.device) -> float | None:
     """Memory a job can still take: free CUDA memory, else MemAvailable (Linux); None where unknown."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0] / 2**20
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    return _proc_mb("/proc/meminfo", "MemAvailable:")

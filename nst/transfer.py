@@ -147,15 +147,11 @@ class StyleTransfer(nn.Module):
 
     def forward(self, image: torch.Tensor) -> Terms:
         """Loss terms of one image (1, C, H, W) in the network's input space, as 0-dim tensors."""
-        # under the caller's autocast (bf16) if any; the losses stay fp32
-        return self.terms_of(image, self.targets.encoder(image)).at(0)
-
-    def terms_of(self, image: torch.Tensor, feats: dict[Layer, torch.Tensor]) -> Terms:
-        """Loss terms, (B,) each, of a batch of images from their features at (at least) this model's layers."""
-        content, style = self.targets.terms(image, feats)
+        # under the caller's autocast (bf16) if any; the losses stay fp32. A batch of jobs: nst.batch.GroupLoss
+        content, style = self.targets.terms(image, self.targets.encoder(image))
         zero = image.new_zeros((image.shape[0],), dtype=torch.float32)
         content_loss = sum(content.values(), zero)
         style_loss = sum((w * e for w, e in zip(self.weights, style.values())), zero)
         tv = total_variation(image.float())  # reported even when unweighted: a smoothness measure
         total = self.alpha * content_loss + self.beta * style_loss + self.tv_weight * tv
-        return Terms(total, content_loss, style_loss, tv, content, style)
+        return Terms(total, content_loss, style_loss, tv, content, style).at(0)
