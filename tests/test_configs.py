@@ -39,3 +39,11 @@ def test_paper_preset_runs_the_papers_objective_on_the_papers_network(hydra_conf
 def test_the_lists_are_complete():
     assert {"config", "grid", "layer_scan"} <= set(ENTRIES) and len(PRESETS) >= 4
     assert {"batched", "local", "parallel", "slurm"} <= set(LAUNCHERS)
+
+
+@pytest.mark.parametrize("painting", ["composition_vii", "shipwreck", "starry_night", "the_scream"])
+def test_matched_painting_is_its_figure_2_ratio_times_1e_3(hydra_conf, painting):
+    """paper_fig2_matched's paintings: the same style image at the printed α/β x 1e-3 (paper_fig3_matched's shift)."""
+    printed = compose("config", overrides=["experiment=paper_fig2", f"painting={painting}"])
+    matched = compose("config", overrides=["experiment=paper_fig2_matched", f"painting={painting}_matched"])
+    assert matched.style == printed.style and matched.ratio == pytest.approx(printed.ratio * 1e-3)

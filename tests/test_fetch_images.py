@@ -123,8 +123,9 @@ def test_paper_images_list():
                                               "style/the_scream.jpg", "style/shipwreck.jpg",
                                               "style/composition_vii.jpg"]
     assert all(url.startswith("https://") and len(md5) == 32 for i in PAPER_IMAGES for url, md5 in i.sources)
-    confs = {p.name for p in (ROOT / "conf" / "painting").glob("*.yaml")}
-    assert confs == {i.path.split("/")[1].replace(".jpg", ".yaml") for i in PAPER_IMAGES[1:]}
+    confs = {p.stem for p in (ROOT / "conf" / "painting").glob("*.yaml")}
+    paintings = {i.path.split("/")[1].replace(".jpg", "") for i in PAPER_IMAGES[1:]}
+    assert confs == paintings | {f"{name}_matched" for name in paintings}  # conf/experiment/paper_fig2_matched
 
 
 def test_images_root_order(monkeypatch, tmp_path):
