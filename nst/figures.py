@@ -117,6 +117,8 @@ def strip(df: pd.DataFrame, sweep_dir: str | Path, key: str) -> list[Path]:
     for ax, (_, job) in zip(axs[0], df.iterrows()):
         ok = job["status"] == "ok" and job["result"]
         label = _layers_label(job, key) if key.endswith("_layers") else _value_label(key, job[key])
+        if len(label) > 24:  # a long choice (painting = composition_vii_matched) would overlap its neighbours
+            label = label.replace(" = ", " =\n", 1)
         if ok:
             label += "\n" + _metrics_label(job)
         _show(ax, sweep_dir / job["result"] if ok else None, label,
