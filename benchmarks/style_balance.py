@@ -13,27 +13,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 from machine import describe
 
+from nst.assets.vgg19_normalization import style_balance
 from nst.backbones import backbone
 from nst.images import load_image
-from nst.transfer import Targets
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT.parent / "shared/images"
-LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 PAINTINGS = ["composition_vii", "shipwreck", "starry_night", "the_scream"]
-
-
-def balance(net: torch.nn.Module, prep, content: torch.Tensor, style: torch.Tensor) -> tuple[list[float], list[float]]:
-    """E_l of the noise start and each layer's share of the style gradient (w_l equal, so they cancel)."""
-    targets = Targets(net, None, prep(style), content_layers=[], style_layers=LAYERS, convention="paper")
-    x = (0.5 + 0.1 * torch.randn(content.shape, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
-    _, terms = targets.terms(x, targets.encoder(prep(x)))
-    energies = [terms[name].sum() for name in LAYERS]
-    norms = [torch.autograd.grad(e, x, retain_graph=True)[0].norm().item() for e in energies]
-    return [e.item() for e in energies], [n / sum(norms) for n in norms]
 
 
 def main() -> None:
@@ -44,13 +32,14 @@ def main() -> None:
     args = parser.parse_args()
     print(describe())
     print(f"{'weights':10s} {'size':>4s} {'painting':16s} {'E spread':>9s} {'grad spread':>11s}  "
-          f"gradient shares {' '.join(n[4:] for n in LAYERS)}")
+          "gradient shares 1_1 2_1 3_1 4_1 5_1")
     for weights in args.weights:
         net, prep = backbone("vgg19", weights, pooling="avg")
         for size in args.sizes:
             content = load_image(args.images / "content/tubingen.jpg", size)
             for painting in PAINTINGS:
-                energies, shares = balance(net, prep, content, load_image(args.images / f"style/{painting}.jpg", size))
+                energies, shares = style_balance(net, prep, content.shape,
+                                                 load_image(args.images / f"style/{painting}.jpg", size))
                 print(f"{weights:10s} {size:4d} {painting:16s} {max(energies) / min(energies):9.3g} "
                       f"{max(shares) / min(shares):11.3g}  {' '.join(f'{s:4.0%}' for s in shares)}", flush=True)
 

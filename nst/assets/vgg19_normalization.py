@@ -82,8 +82,8 @@ from nst.features import Encoder
 from PIL import Image
 
 from nst.images import fit_long_side, read_image, to_tensor
-from nst.vgg import CAFFE, NORMALIZATION_FILE, conv_names, load_quantized, normalize, original_weights_path, \
-    vgg19_features
+from nst.vgg import CAFFE, NORMALIZATION_FILE, Preprocess, conv_names, load_quantized, normalize, \
+    original_weights_path, vgg19_features
 
 # colour photos only, as (package, file): see the docstring
 CALIBRATION = (("skimage", "astronaut.png"), ("skimage", "chelsea.png"), ("skimage", "coffee.png"),
@@ -149,6 +149,22 @@ def scales_from_means(means: dict[str, torch.Tensor]) -> tuple[dict[str, torch.T
         dead[name] = mu <= DEAD_RATIO * mu.median()
         scales[name] = torch.where(dead[name], torch.ones_like(mu), mu).float()
     return scales, dead
+
+
+def style_balance(net: nn.Module, prep: Preprocess, canvas: torch.Size, style: torch.Tensor, *, seed: int = 0,
+                  noise_std: float = 0.1) -> tuple[list[float], list[float]]:
+    """What the normalisation is for, at the paper presets' start (white noise 0.5 + noise_std·N(0, 1) from `seed`
+    on a `canvas`-shaped image; style RGB [0, 1]): the E_l of relu1_1 ... relu5_1 (paper convention) and each
+    layer's share of the style gradient, ‖∇_x E_l‖ / Σ_k ‖∇_x E_k‖ (equal w_l cancel)."""
+    from nst.transfer import Targets
+
+    layers = [f"relu{block}_1" for block in range(1, 6)]
+    targets = Targets(net, None, prep(style), content_layers=[], style_layers=layers, convention="paper")
+    x = (0.5 + noise_std * torch.randn(canvas, generator=torch.Generator().manual_seed(seed))).requires_grad_(True)
+    _, terms = targets.terms(x, targets.encoder(prep(x)))
+    energies = [terms[name].sum() for name in layers]
+    norms = [torch.autograd.grad(e, x, retain_graph=True)[0].norm().item() for e in energies]
+    return [e.item() for e in energies], [n / sum(norms) for n in norms]
 
 
 def network(state: dict[str, torch.Tensor], pooling: str = POOLING) -> nn.Sequential:
