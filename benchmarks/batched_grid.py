@@ -1,11 +1,15 @@
 """The write-up's grid through Hydra's basic launcher and through `hydra/launcher=batched`, in one run.
 
-    python benchmarks/batched_grid.py [--size 128] [--steps 30] [--device cpu] [--repeats 1] [--keep DIR]
+    python benchmarks/batched_grid.py [--size 128] [--steps 30] [--device cpu] [--precision fp32] [--repeats 1]
+                                      [--keep DIR] [--autotune-every-size]
 
 Prints each launcher's wall time (the whole command: start-up, targets, 25 optimisations, report, figures),
 the sum of the jobs' optimisation seconds, and how far each batched job's final total loss is from the same job
 run alone (fp32 rounding differs between a batch and a single image, and L-BFGS amplifies it), with the job
-furthest from its solo run named (iterations, evaluations, stop reason of both). --keep DIR keeps both sweeps.
+furthest from its solo run named (iterations, evaluations, stop reason of both). --keep DIR keeps the sweeps.
+A batch shrinks once per distinct evaluation count of its jobs (each finished job leaves it): it prints how many
+sizes that made. --autotune-every-size adds a third run with cuDNN autotuning every batch size (nst/batch.py
+AUTOTUNE_EVERY_SIZE), the batched launcher's behaviour before it autotuned the full batch only.
 """
 from __future__ import annotations
 
@@ -23,10 +27,17 @@ from machine import describe
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def grid(launcher: str | None, size: int, steps: int, device: str, out: Path) -> float:
+# `python -m experiments.grid` with nst.batch.AUTOTUNE_EVERY_SIZE set first
+EVERY_SIZE = ("import runpy, sys; import nst.batch; nst.batch.AUTOTUNE_EVERY_SIZE = True; "
+              "sys.argv[0] = 'experiments.grid'; runpy.run_module('experiments.grid', run_name='__main__')")
+RUNS = {"basic": [], "batched": ["hydra/launcher=batched"], "batched, autotune every size": ["hydra/launcher=batched"]}
+
+
+def grid(run: str, size: int, steps: int, device: str, precision: str, out: Path) -> float:
     """Wall seconds of one `experiments.grid` command."""
-    args = [sys.executable, "-m", "experiments.grid", f"size={size}", f"steps={steps}", f"device={device}",
-            "progress=false", f"hydra.sweep.dir={out}"] + ([f"hydra/launcher={launcher}"] if launcher else [])
+    start_module = ["-c", EVERY_SIZE] if run == "batched, autotune every size" else ["-m", "experiments.grid"]
+    args = [sys.executable, *start_module, f"size={size}", f"steps={steps}", f"device={device}",
+            f"precision={precision}", "progress=false", f"hydra.sweep.dir={out}", *RUNS[run]]
     start = time.perf_counter()
     subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
     return time.perf_counter() - start
@@ -37,31 +48,45 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="write the sweeps here instead of a temporary directory")
+    parser.add_argument("--autotune-every-size", action="store_true", help="add a batched run that autotunes "
+                        "cuDNN for every batch size (the launcher's old behaviour)")
     args = parser.parse_args()
-    print(f"{describe(args.device)}; 25 jobs, {args.size} px, {args.steps} iterations")
+    if args.keep and args.keep.exists() and any(args.keep.iterdir()):  # a sweep there would resume, not run
+        parser.error(f"--keep {args.keep}: not empty (its finished jobs would be skipped, not timed)")
+    print(f"{describe(args.device)}; 25 jobs, {args.size} px, {args.steps} iterations, {args.precision}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = args.keep or tmp
-        walls = {"basic": [], "batched": []}
+        walls: dict[str, list[float]] = {n: [] for n in RUNS if args.autotune_every_size or "every" not in n}
         for r in range(args.repeats):
-            for name in walls:
-                walls[name].append(grid(None if name == "basic" else name, args.size, args.steps, args.device,
-                                        Path(tmp) / f"{name}{r}"))
-        basic, batched = (pd.read_csv(Path(tmp) / f"{n}0" / "report.csv").set_index("job") for n in walls)
+            for k, name in enumerate(walls):
+                walls[name].append(grid(name, args.size, args.steps, args.device, args.precision,
+                                        Path(tmp) / f"run{k}_{r}"))
+        reports = {n: pd.read_csv(Path(tmp) / f"run{k}_0" / "report.csv").set_index("job")
+                   for k, n in enumerate(walls)}
+        basic, batched = reports["basic"], reports["batched"]
         diff = (batched["total_loss"] / basic["total_loss"] - 1).abs()
         print("| launcher | wall s (median) | jobs' optimisation s | ok |")
         print("| --- | --- | --- | --- |")
-        for name, df in (("basic", basic), ("batched", batched)):
+        for name, df in reports.items():
             seconds = df["seconds"].sum() if name == "basic" else df["seconds"].max()
             print(f"| {name} | {statistics.median(walls[name]):.1f} | {seconds:.1f} | {(df['status'] == 'ok').sum()} |")
         print(f"basic / batched wall: {statistics.median(walls['basic']) / statistics.median(walls['batched']):.2f}x; "
-              f"batched final total loss vs alone: median {diff.median():.1%}, max {diff.max():.1%}")
+              f"batched final total loss vs alone: median {diff.median():.1%}, max {diff.max():.1%}; "
+              f"batch sizes: {batched['evaluations'].nunique()} (evaluations per job "
+              f"{batched['evaluations'].min()}-{batched['evaluations'].max()})")
         worst = diff.idxmax()
-        for name, df in (("basic", basic), ("batched", batched)):
+        for k, (name, df) in enumerate(reports.items()):
             row = df.loc[worst]
+            history = pd.read_csv(Path(tmp) / f"run{k}_0" / worst / "history.csv").set_index("iteration")
+            marks = sorted({i for i in (0, 1, 2, 5, 10, 20, 50, 100, 200) if i in history.index} | {history.index[-1]})
+            trail = ", ".join(f"{i}: {history.loc[i, 'total_loss']:.3g}" for i in marks)
+            stop = row.get("stop_reason")
             print(f"  furthest, {name}: {worst}: total loss {row['total_loss']:.4g}, {row['steps']} iterations, "
-                  f"{row['evaluations']} evaluations, stop reason {row.get('stop_reason')}")
+                  f"{row['evaluations']} evaluations, stopped early: {stop if isinstance(stop, str) else 'no'}; "
+                  f"by iteration {trail}")
 
 
 if __name__ == "__main__":

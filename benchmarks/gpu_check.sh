@@ -26,11 +26,12 @@ mkdir -p "$OUTDIR"
 export PYTHONUNBUFFERED=1 NST_IMAGES=$IMAGES
 PY=${PYTHON:-python3}
 if [ "$DRY" = 1 ]; then
-  DEVICE=cpu SIZES="32" STEPS=2 GRID="--size 32 --steps 2" SYNC="--size 32 --steps 2 --repeats 1 --threads 1"
+  DEVICE=cpu SIZES="32" STEPS=2 GRID="--steps 2" GRID_SIZES="32" SYNC="--size 32 --steps 2 --repeats 1 --threads 1"
   BENCH="--precisions fp32 --repeats 1" MEMORY="--sizes 32 48 --steps 2 --precisions fp32"
   [ -x .venv/bin/python ] && PY=.venv/bin/python
 else
-  DEVICE=cuda SIZES="256 512" STEPS=20 GRID="--size 128 --steps 100" SYNC="--size 128 --steps 10 --repeats 3" BENCH=""
+  DEVICE=cuda SIZES="256 512" STEPS=20 GRID="--steps 100" GRID_SIZES="128 256" SYNC="--size 128 --steps 10 --repeats 3"
+  BENCH=""
   MEMORY="--sizes 256 512 1024 2048 4096 --steps 5"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/nst-site \
     "$WHEELS"/*.whl || { echo "error: could not install the wheels in $WHEELS" >&2; exit 2; }
@@ -54,7 +55,11 @@ else
 fi
 step syncs 120 "$PY" benchmarks/syncs.py --device "$DEVICE" $SYNC
 step per_iteration 180 "$PY" benchmarks/gpu_bench.py --device "$DEVICE" --sizes $SIZES --steps "$STEPS" $BENCH
-step grid 200 "$PY" benchmarks/batched_grid.py --device "$DEVICE" $GRID
+for size in $GRID_SIZES; do  # the sweeps are kept: each job's history.csv, to see a batched job that strays
+  rm -rf "$OUTDIR/grid$size"
+  step "grid$size" 240 "$PY" benchmarks/batched_grid.py --device "$DEVICE" --size "$size" $GRID \
+    --autotune-every-size --keep "$OUTDIR/grid$size"
+done
 step memory 150 "$PY" benchmarks/memory.py --device "$DEVICE" $MEMORY
 echo
 echo "| step | result | wall |"

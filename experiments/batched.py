@@ -56,7 +56,7 @@ def prepare(cfg: DictConfig) -> Pending | float | None:
 
 
 def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
-           initial_job_idx: int, batch_size: int) -> list[JobReturn]:
+           initial_job_idx: int, batch_size: int, memory_mb: float | None = None) -> list[JobReturn]:
     """Prepare every job (Hydra's run_job: directories, .hydra/, logs), then run the pending ones in batches."""
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -92,7 +92,7 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
         returns[i].return_value = record["total_loss"]
 
     try:
-        run_all([job.spec for _, job in pending], batch_size=batch_size, done=done)
+        run_all([job.spec for _, job in pending], batch_size=batch_size, memory_mb=memory_mb, done=done)
     except KeyboardInterrupt as e:
         for i, job in pending:
             if metrics.read(job.out) is None:

@@ -9,9 +9,10 @@ converges (or fails) alone. Multi-scale and Adam jobs are not batched: they run 
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -26,6 +27,17 @@ from nst.losses import total_variation
 from nst.run import PRECISIONS, JobResult, configure, finish, initial_image, model_for, resolve_device, run
 from nst.spec import JobSpec
 from nst.transfer import StyleTransfer
+
+log = logging.getLogger(__name__)
+
+
+# cuDNN autotuning (cudnn.benchmark) runs every candidate algorithm of every convolution, forward and backward,
+# for each new input shape; torch caches the choice per shape. A batch keeps its full size until its first job
+# finishes, then shrinks once per distinct evaluation count of its jobs (the write-up's grid at 256 px on the CPU:
+# 109-115, so 6 more shapes), each autotuned anew. So only the full batch is autotuned; a shrunk one uses cuDNN's
+# heuristics. Not yet measured on a GPU: AUTOTUNE_EVERY_SIZE = True tunes every size as before, and
+# benchmarks/batched_grid.py --autotune-every-size compares the two.
+AUTOTUNE_EVERY_SIZE = False
 
 
 def group_key(spec: JobSpec) -> tuple | None:
@@ -51,8 +63,9 @@ def groups(specs: Sequence[JobSpec], batch_size: int) -> list[list[int]]:
 Done = Callable[[int, "JobResult | BaseException"], None]
 
 
-def run_all(specs: Sequence[JobSpec], *, batch_size: int = 32, done: Done) -> None:
-    """Run every job, compatible ones batched; done(job index, JobResult or the job's error) as each finishes."""
+def run_all(specs: Sequence[JobSpec], *, batch_size: int = 32, memory_mb: float | None = None, done: Done) -> None:
+    """Run every job, compatible ones batched (at most batch_size, and what fits in memory_mb: run_group);
+    done(job index, JobResult or the job's error) as each finishes."""
     for group in groups(specs, batch_size):
         if len(group) == 1:
             try:
@@ -63,8 +76,16 @@ def run_all(specs: Sequence[JobSpec], *, batch_size: int = 32, done: Done) -> No
                 result = e
             done(group[0], result)
             continue
-        for i, result in zip(group, run_group([specs[i] for i in group])):
-            done(i, result)
+        results, broken = run_group([specs[i] for i in group], memory_mb), None
+        for i in group:
+            if broken is None:
+                try:
+                    result = next(results)
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as e:  # the batch broke (e.g. out of memory): its jobs not yet done fail with it
+                    broken = e
+            done(i, result if broken is None else broken)
 
 
 class GroupLoss:
@@ -91,7 +112,9 @@ class GroupLoss:
             return torch.tensor(rows, dtype=torch.float32, device=device)
 
         self.listed = [(set(cu), set(su)) for cu, su in zip(content_use, style_use)]  # each job's columns
+        self.size = len(models)
         self.per_image = device.type == "cpu"  # see __call__
+        self.own = [m.targets.encoder for m in models]  # each job's network, cut at its own deepest layer
         self.content_weights = table([_weigh(use, [1.0] * len(use), len(self.content)) for use in content_use])
         self.style_weights = table([_weigh(use, m.weights, len(self.style)) for m, use in zip(models, style_use)])
         self.alpha, self.beta, self.tv = (table([[getattr(m, k) for m in models]])[0]
@@ -124,13 +147,17 @@ class GroupLoss:
     def __call__(self, x: torch.Tensor, active: torch.Tensor, cast: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """The active jobs' total losses (n,) and their term rows (n, width) from one batched pass over x."""
         # CPU: image by image (measured, 2-core EPYC, 25 images at 128 px to conv3_1: one batched pass 0.94 s, 25
-        # single ones 0.64 s: cache), each term only for the images whose job lists it and without concatenating
-        # features (computing every term for every image, or per term over concatenated features, made the
-        # write-up's grid 0.85x the basic launcher's speed). GPU: one pass and every term for every image
-        # (launch-bound: fewer, larger kernels win).
+        # single ones 0.64 s: cache), each through its own job's network, cut at that job's deepest layer (Fig. 3's
+        # batch at 128 px: 14% less time than all to the group's deepest), each term only for the images whose job
+        # lists it and without concatenating features (computing every term for every image, or per term over
+        # concatenated features, made the write-up's grid 0.85x the basic launcher's speed). GPU: one pass and
+        # every term for every image (launch-bound: fewer, larger kernels win).
         jobs = active.tolist() if self.per_image else None  # on the CPU this is no device sync
+        if x.is_cuda:  # also for this evaluation's backward, run after this call; configure() resets it
+            torch.backends.cudnn.benchmark = AUTOTUNE_EVERY_SIZE or x.shape[0] == self.size
         with cast:
-            feats = [self.encoder(image[None]) for image in x.unbind(0)] if jobs is not None else self.encoder(x)
+            feats = self.encoder(x) if jobs is None else [self.own[j](image[None])
+                                                          for image, j in zip(x.unbind(0), jobs)]
         with torch.autocast(x.device.type, enabled=False):  # the features may be bf16; the losses stay fp32
             content = self._values(self.content, 0, feats, jobs, self.content_fn, x)
             style = self._values(self.style, 1, feats, jobs, self.style_fn, x)
@@ -174,18 +201,52 @@ def _equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and len(a) == len(b) and all(_equal(u, v) for u, v in zip(a, b))
 
 
-def run_group(specs: Sequence[JobSpec]) -> list[JobResult | BaseException]:
-    """Optimise compatible single-scale L-BFGS jobs as one batch; each job's result or its error."""
+def run_group(specs: Sequence[JobSpec], memory_mb: float | None = None) -> Iterator[JobResult | BaseException]:
+    """Optimise compatible single-scale L-BFGS jobs as one batch, or in several where nst.memory estimates that
+    one would not fit in memory_mb (None: what the device has free); each job's result or its error, in order,
+    as its batch finishes."""
     start = time.perf_counter()
     first = specs[0]
     device = resolve_device(first.device)
     configure(first, device)
-    memory.reset_peak(device)
     (long_side, steps), o = first.scales[0], first.optimizer
     size = image_size(first.targets.content, long_side)
     built = [model_for(spec, size, device) for spec in specs]
     models, prep = [m for m, _ in built], built[0][1]
-    content, styles = spec_images(first.targets, size)
+    images = spec_images(first.targets, size)
+    n = fitting(models, size, memory.held_pairs({"name": o.name, "history_size": o.history_size}, steps), device,
+                memory_mb)
+    for k in range(0, len(specs), n):
+        yield from _optimise(specs[k:k + n], models[k:k + n], prep, images, size, device, start)
+        start = time.perf_counter()
+
+
+def fitting(models: Sequence[StyleTransfer], size: tuple[int, int], history: int, device: torch.device,
+            memory_mb: float | None) -> int:
+    """How many of these jobs one batch can hold by nst.memory's estimate in memory_mb (None: what the device has
+    free): all of them where that is unknown, and at least one (validation has checked each job alone)."""
+    free = memory.available_mb(device) if memory_mb is None else memory_mb
+    if free is None or len(models) == 1:
+        return len(models)
+    targets = models[0].targets
+    layers = list(dict.fromkeys(layer for m in models for layer in m.targets.encoder.layers))
+    per_job = memory.batch_job_mb(targets.encoder.cnn, layers, targets.convention.tap, size, history=history)
+    shared = memory.weights_mb(targets.encoder.cnn)
+    fit = max(1, min(len(models), int((free - shared) // per_job)))
+    if fit < len(models):
+        log.warning("%d jobs at %dx%d need an estimated %.0f MiB as one batch, more than the %.0f MiB %s: "
+                    "batches of %d", len(models), *size, shared + per_job * len(models), free,
+                    "available" if memory_mb is None else "of hydra.launcher.memory_mb", fit)
+    return fit
+
+
+def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: Any, images: Any,
+              size: tuple[int, int], device: torch.device, start: float) -> list[JobResult | BaseException]:
+    """One batch of run_group's jobs, their models built: minimize, then each job's result or its error."""
+    memory.reset_peak(device)
+    first = specs[0]
+    (long_side, steps), o = first.scales[0], first.optimizer
+    content, styles = images
     loss = GroupLoss(models, device)
     x0 = torch.cat([prep(initial_image(s, content, styles[0] if styles else None, size)) for s in specs]).to(device)
     cast = torch.autocast(device.type, dtype=PRECISIONS[first.precision]) \

@@ -74,8 +74,21 @@ def estimate_mb(cnn: nn.Module, layers: Sequence[Any], tap: str, size: tuple[int
     and L-BFGS vectors was 1.14-1.19x the kept activations on a CPU (512-2048 px) and 1.19-1.24x on an H200
     (1024-2048 px; at <= 512 px the H200's peak is cuDNN's autotuning workspace, up to 16 GiB, not the job's)."""
     pixels = 3 * size[0] * size[1] * 4
-    weights = sum(p.numel() * 4 for p in cnn.parameters())
-    return (1.4 * activation_bytes(cnn, layers, tap, size) + weights + (2 * history + 5) * pixels) / 2**20
+    return (1.4 * activation_bytes(cnn, layers, tap, size) + (2 * history + 5) * pixels) / 2**20 + weights_mb(cnn)
+
+
+def weights_mb(cnn: nn.Module) -> float:
+    """The network's weights in MiB, fp32."""
+    return sum(p.numel() * 4 for p in cnn.parameters()) / 2**20
+
+
+def batch_job_mb(cnn: nn.Module, layers: Sequence[Any], tap: str, size: tuple[int, int], *, history: int) -> float:
+    """Estimated MiB each job adds to a batch (nst/batch.py; the weights are shared): 1.4x one image's kept
+    activations, as estimate_mb, and batched L-BFGS's image-sized fp32 vectors per job (nst/batched_lbfgs.py):
+    its `history` pairs twice (the ring buffer and the newest-first copy a direction is computed from), x, d, g,
+    the previous g, three line-search gradients and the trial point."""
+    pixels = 3 * size[0] * size[1] * 4
+    return (1.4 * activation_bytes(cnn, layers, tap, size) + (4 * history + 8) * pixels) / 2**20
 
 
 def held_pairs(optimizer: Mapping[str, Any], steps: int) -> int:
@@ -94,6 +107,7 @@ def job_estimate_mb(cnn: nn.Module, layers: Sequence[Any], size: tuple[int, int]
 
 def available_mb(device: torch.device) -> float | None:
     """Memory a job can still take: free CUDA memory, else MemAvailable (Linux); None where unknown."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0] / 2**20
+    if device.type == "cuda":  # free on the card, and what torch's allocator holds cached but unused
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return (torch.cuda.mem_get_info(device)[0] + cached) / 2**20
     return _proc_mb("/proc/meminfo", "MemAvailable:")

@@ -112,10 +112,12 @@ CASES = [
     ("device_cuda", ["device=cuda"], ["device 'cuda'", "CUDA is not available"]),
     ("batch_size_zero", ["-m", "hydra/launcher=batched", "hydra.launcher.batch_size=0"],
      ["hydra.launcher.batch_size 0", ">= 1"]),
+    ("memory_mb_negative", ["-m", "hydra/launcher=batched", "hydra.launcher.memory_mb=-5"],
+     ["hydra.launcher.memory_mb -5", "> 0"]),
 ]
 
 
-@pytest.mark.slow  # one subprocess each (~4 s): 35 cases
+@pytest.mark.slow  # one subprocess each (~4 s): 37 cases
 @pytest.mark.parametrize("overrides, expected", [pytest.param(o, e, id=i) for i, o, e in CASES])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, files, overrides, expected):
     if "device=cuda" in overrides:

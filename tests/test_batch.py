@@ -1,10 +1,17 @@
 """nst.batch.GroupLoss: a group's jobs evaluated in one batched pass give each job's own loss terms."""
+import logging
 import math
 
 import pytest
 import torch
+from hydra import compose, initialize_config_module
 
-from nst.batch import GroupLoss
+from experiments.job import settings
+from nst.batch import GroupLoss, fitting, run_all
+from nst.inputs import image_size
+from nst.memory import batch_job_mb, weights_mb
+from nst.run import JobResult, model_for
+from nst.spec import JobSpec
 from nst.engine import term_names, term_row
 from nst.images import load_image
 from nst.transfer import StyleTransfer, Targets
@@ -50,3 +57,49 @@ def test_a_layer_listed_twice_is_refused(vgg):
     image = prep(load_image(CONTENT, 32))
     with pytest.raises(ValueError, match=r"style_layers \[2, 'relu2_1'\] name relu2_1 twice"):
         Targets(cnn, image, image, content_layers=[4], style_layers=[2, "relu2_1"], convention="paper")
+
+
+def specs_of(*overrides: list[str]) -> list[JobSpec]:
+    """Job specs of tiny configs (32 px, 3 iterations), one per override list."""
+    with initialize_config_module("conf", version_base="1.3"):
+        return [JobSpec.from_config(settings(compose("config", overrides=["size=32", "steps=3", "progress=false",
+                                                                         "device=cpu", *o]))) for o in overrides]
+
+
+def run_all_results(specs: list[JobSpec], **kwargs) -> dict:
+    results: dict = {}
+    run_all(specs, done=results.__setitem__, **kwargs)
+    return results
+
+
+def test_a_group_that_does_not_fit_in_memory_runs_in_smaller_batches(caplog):
+    specs = specs_of(["beta=1e2"], ["beta=1e4"], ["beta=1e6", "style_layers=[0,1]"])
+    size, cpu = image_size(specs[0].targets.content, 32), torch.device("cpu")
+    models = [model_for(s, size, cpu)[0] for s in specs]
+    cnn = models[0].targets.encoder.cnn
+    per_job = batch_job_mb(cnn, list(dict.fromkeys(layer for m in models for layer in m.targets.encoder.layers)),
+                           "conv", size, history=2)
+    budget = weights_mb(cnn) + 2.5 * per_job
+    assert fitting(models, size, 2, cpu, budget) == 2
+    assert fitting(models, size, 2, cpu, budget + per_job) == 3
+    assert fitting(models, size, 2, cpu, 1.0) == 1  # each job has passed validation alone: it runs
+
+    whole = run_all_results(specs, memory_mb=1e9)
+    with caplog.at_level(logging.WARNING, logger="nst.batch"):
+        split = run_all_results(specs, memory_mb=budget)
+    assert f"3 jobs at {size[0]}x{size[1]} need an estimated" in caplog.text and "batches of 2" in caplog.text
+    assert sorted(split) == [0, 1, 2]
+    for k in range(3):  # a smaller batch rounds differently (bmm of 1 row), nothing more
+        assert split[k].terms["total_loss"] == pytest.approx(whole[k].terms["total_loss"], rel=0.02)
+        assert split[k].iterations == whole[k].iterations == 3
+
+
+def test_a_batch_that_breaks_fails_its_own_jobs_and_the_sweep_goes_on(tmp_path):
+    """A batch whose run raises (here: its content image vanished after validation) fails its jobs with that error;
+    the next group still runs."""
+    gone = tmp_path / "gone.png"
+    specs = specs_of([f"content={gone}", "beta=1e2"], [f"content={gone}", "beta=1e4"], ["beta=1e2"], ["beta=1e4"])
+    results = run_all_results(specs)
+    assert sorted(results) == [0, 1, 2, 3]
+    assert all(isinstance(results[k], OSError) and "gone.png" in str(results[k]) for k in (0, 1))
+    assert all(isinstance(results[k], JobResult) and results[k].iterations == 3 for k in (2, 3))

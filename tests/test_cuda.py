@@ -3,12 +3,15 @@
 Marked `cuda`; skipped with the reason where CUDA is absent (CI has no GPU): `benchmarks/gpu_check.sh` runs them.
 """
 import json
+from contextlib import nullcontext
 
+import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_module
 
 from experiments import job
+from nst.batch import GroupLoss
 from nst.losses import gram
 from nst.run import model_for
 from nst.spec import JobSpec
@@ -77,3 +80,31 @@ def test_grid_on_cuda_with_report_and_figures(tmp_path):
     assert (sweep / "report.csv").is_file() and (sweep / "grid.png").is_file()
     records = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
     assert len(records) == 4 and all(m["status"] == "ok" and m["device"].startswith("cuda") for m in records)
+
+
+def test_batched_grid_on_cuda_matches_the_basic_grid(tmp_path):
+    """hydra/launcher=batched on the GPU's path (one batched pass): the solo runs' final losses within 2%."""
+    grid = ["size=32", "steps=3", "progress=false", "device=cuda", "style_layers=[0],[0,1]", "beta=1e3,1e5"]
+    reports = {}
+    for name, extra in (("basic", []), ("batched", ["hydra/launcher=batched"])):
+        r = run_cli("experiments.grid", *grid, *extra, f"hydra.sweep.dir={tmp_path / name}", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        reports[name] = pd.read_csv(tmp_path / name / "report.csv")
+    ours, solo = reports["batched"], reports["basic"]
+    assert list(ours["job"]) == list(solo["job"]) and set(ours["status"]) == {"ok"}
+    assert all(d.startswith("cuda") for d in ours["device"])
+    for loss, alone in zip(ours["total_loss"], solo["total_loss"]):
+        assert loss == pytest.approx(alone, rel=0.02)
+
+
+def test_batch_autotunes_cudnn_for_its_full_size_only():
+    """cuDNN autotuning (a benchmark run per new shape) for the full batch; a shrunk batch uses the heuristics."""
+    with initialize_config_module("conf", version_base="1.3"):
+        spec = JobSpec.from_config(job.settings(compose("config", overrides=[*TINY, "device=cuda"])))
+    device = torch.device("cuda")
+    models = [model_for(spec, (32, 32), device)[0] for _ in range(3)]
+    group = GroupLoss(models, device)
+    x = torch.rand(3, 3, 32, 32, device=device)
+    for rows, tuned in ((slice(0, 3), True), (slice(0, 2), False), (slice(0, 3), True)):
+        group(x[rows], torch.arange(3, device=device)[rows], nullcontext())
+        assert torch.backends.cudnn.benchmark is tuned

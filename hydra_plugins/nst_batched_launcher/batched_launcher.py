@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 class BatchedLauncherConf:
     _target_: str = "hydra_plugins.nst_batched_launcher.batched_launcher.BatchedLauncher"
     batch_size: int = 32  # the most jobs in one batch (memory: activations grow with it)
+    memory_mb: Optional[float] = None  # the memory a batch may take, MiB; None: what the device has free
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="batched_base", node=BatchedLauncherConf, provider="nst-sweeps")
@@ -28,8 +29,8 @@ class BatchedLauncher(Launcher):
     """Prepares every job as Hydra's basic launcher would (directory, .hydra/, validation, resume), then runs
     the jobs that are not done in batches of compatible ones."""
 
-    def __init__(self, batch_size: int = 32) -> None:
-        self.batch_size = batch_size
+    def __init__(self, batch_size: int = 32, memory_mb: Optional[float] = None) -> None:
+        self.batch_size, self.memory_mb = batch_size, memory_mb
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
 
@@ -43,4 +44,8 @@ class BatchedLauncher(Launcher):
         assert self.config is not None and self.hydra_context is not None
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"hydra.launcher.batch_size {self.batch_size!r} must be an integer >= 1")
-        return launch(self.hydra_context, self.config, job_overrides, initial_job_idx, self.batch_size)
+        if self.memory_mb is not None and not 0 < self.memory_mb < float("inf"):
+            raise ConfigError(f"hydra.launcher.memory_mb {self.memory_mb:g} must be a number of MiB > 0, or null "
+                              "(what the device has free)")
+        return launch(self.hydra_context, self.config, job_overrides, initial_job_idx, self.batch_size,
+                      self.memory_mb)
