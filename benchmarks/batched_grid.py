@@ -8,7 +8,7 @@ the sum of the jobs' optimisation seconds, and how far each batched job's final 
 run alone (fp32 rounding differs between a batch and a single image, and L-BFGS amplifies it), with the job
 furthest from its solo run named (iterations, evaluations, stop reason of both). --keep DIR keeps the sweeps.
 A batch shrinks once per distinct evaluation count of its jobs (each finished job leaves it): it prints how many
-sizes that made. --autotune-every-size adds a third run with cuDNN autotuning every batch size (nst/batch.py
+sizes that made (the grid is one batch here, unless a job fails or memory splits it). --autotune-every-size adds a third run with cuDNN autotuning every batch size (nst/batch.py
 AUTOTUNE_EVERY_SIZE), the batched launcher's behaviour before it autotuned the full batch only.
 """
 from __future__ import annotations

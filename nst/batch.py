@@ -2,10 +2,12 @@
 
 Jobs are compatible when everything that decides the forward pass is the same: network, pooling, images, size,
 style loss, loss convention (and so the tap), precision, device and optimiser settings. They may differ in α,
-β, layer weights, style and content layer sets, tv_weight and seed. A group runs one forward/backward per
-evaluation for all its images through the network cut at the group's deepest layer; each job's loss comes from
-its own layers, targets and weights, and each job has its own L-BFGS state (nst/batched_lbfgs.py), so it
-converges (or fails) alone. Multi-scale and Adam jobs are not batched: they run alone (nst/run.py).
+β, layer weights, style and content layer sets, tv_weight and seed. A group runs as one batch, or as several
+where memory is short (run_group), with one forward/backward per evaluation for all of a batch's images: on a GPU
+one pass through the network cut at the group's deepest layer, on the CPU image by image through each job's own
+cut network (GroupLoss). Each job's loss comes from its own layers, targets and weights, and each job has its own
+L-BFGS state (nst/batched_lbfgs.py), so it converges (or fails) alone; a batch that breaks fails its own jobs.
+Multi-scale and Adam jobs are not batched: they run alone (nst/run.py).
 """
 from __future__ import annotations
 
@@ -83,8 +85,8 @@ def run_all(specs: Sequence[JobSpec], *, batch_size: int = 32, memory_mb: float 
                     result = next(results)
                 except (KeyboardInterrupt, SystemExit):
                     raise
-                except Exception as e:  # the batch broke (e.g. out of memory): its jobs not yet done fail with it
-                    broken = e
+                except Exception as e:  # the group's set-up broke (e.g. an image gone): its jobs fail with it
+                    broken = e.with_traceback(None)  # no traceback: its frames hold the models
             done(i, result if broken is None else broken)
 
 
@@ -217,7 +219,13 @@ def run_group(specs: Sequence[JobSpec], memory_mb: float | None = None) -> Itera
     n = fitting(models, size, memory.held_pairs({"name": o.name, "history_size": o.history_size}, steps), device,
                 memory_mb)
     for k in range(0, len(specs), n):
-        yield from _optimise(specs[k:k + n], models[k:k + n], prep, images, size, device, start)
+        try:
+            results = _optimise(specs[k:k + n], models[k:k + n], prep, images, size, device, start)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # the batch broke (e.g. out of memory): its own jobs fail with it, the next runs
+            results = [e.with_traceback(None)] * len(specs[k:k + n])  # no traceback: its frames hold the tensors
+        yield from results
         start = time.perf_counter()
 
 
@@ -231,7 +239,7 @@ def fitting(models: Sequence[StyleTransfer], size: tuple[int, int], history: int
     targets = models[0].targets
     layers = list(dict.fromkeys(layer for m in models for layer in m.targets.encoder.layers))
     per_job = memory.batch_job_mb(targets.encoder.cnn, layers, targets.convention.tap, size, history=history)
-    shared = memory.weights_mb(targets.encoder.cnn)
+    shared = memory.weights_mb(targets.encoder.cnn) if memory_mb is not None else 0.0  # else already taken
     fit = max(1, min(len(models), int((free - shared) // per_job)))
     if fit < len(models):
         log.warning("%d jobs at %dx%d need an estimated %.0f MiB as one batch, more than the %.0f MiB %s: "

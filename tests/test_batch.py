@@ -72,16 +72,23 @@ def run_all_results(specs: list[JobSpec], **kwargs) -> dict:
     return results
 
 
-def test_a_group_that_does_not_fit_in_memory_runs_in_smaller_batches(caplog):
-    specs = specs_of(["beta=1e2"], ["beta=1e4"], ["beta=1e6", "style_layers=[0,1]"])
-    size, cpu = image_size(specs[0].targets.content, 32), torch.device("cpu")
-    models = [model_for(s, size, cpu)[0] for s in specs]
+def memory_for(specs: list[JobSpec], jobs: float) -> tuple[float, list, tuple[int, int]]:
+    """A memory budget (MiB) that holds this many of these jobs in one batch by nst.memory's estimate; the jobs'
+    models and size."""
+    size = image_size(specs[0].targets.content, 32)
+    models = [model_for(s, size, torch.device("cpu"))[0] for s in specs]
     cnn = models[0].targets.encoder.cnn
     per_job = batch_job_mb(cnn, list(dict.fromkeys(layer for m in models for layer in m.targets.encoder.layers)),
                            "conv", size, history=2)
-    budget = weights_mb(cnn) + 2.5 * per_job
+    return weights_mb(cnn) + jobs * per_job, models, size
+
+
+def test_a_group_that_does_not_fit_in_memory_runs_in_smaller_batches(caplog):
+    specs = specs_of(["beta=1e2"], ["beta=1e4"], ["beta=1e6", "style_layers=[0,1]"])
+    budget, models, size = memory_for(specs, 2.5)
+    cpu = torch.device("cpu")
     assert fitting(models, size, 2, cpu, budget) == 2
-    assert fitting(models, size, 2, cpu, budget + per_job) == 3
+    assert fitting(models, size, 2, cpu, memory_for(specs, 3.5)[0]) == 3
     assert fitting(models, size, 2, cpu, 1.0) == 1  # each job has passed validation alone: it runs
 
     whole = run_all_results(specs, memory_mb=1e9)
@@ -95,11 +102,18 @@ def test_a_group_that_does_not_fit_in_memory_runs_in_smaller_batches(caplog):
 
 
 def test_a_batch_that_breaks_fails_its_own_jobs_and_the_sweep_goes_on(tmp_path):
-    """A batch whose run raises (here: its content image vanished after validation) fails its jobs with that error;
-    the next group still runs."""
+    """A batch whose run raises fails its own jobs with that error; the next batch and the next group still run.
+    Here the error is an input file gone since validation: the content (the whole group) or one job's init image
+    (its batch of two, when memory splits the group)."""
     gone = tmp_path / "gone.png"
     specs = specs_of([f"content={gone}", "beta=1e2"], [f"content={gone}", "beta=1e4"], ["beta=1e2"], ["beta=1e4"])
     results = run_all_results(specs)
+    assert sorted(results) == [0, 1, 2, 3]
+    assert all(isinstance(results[k], OSError) and "gone.png" in str(results[k]) for k in (0, 1))
+    assert all(isinstance(results[k], JobResult) and results[k].iterations == 3 for k in (2, 3))
+
+    specs = specs_of([f"init={gone}"], ["beta=1e4"], ["beta=1e2"], ["beta=1e6"])  # one group, batches of 2
+    results = run_all_results(specs, memory_mb=memory_for(specs, 2.5)[0])
     assert sorted(results) == [0, 1, 2, 3]
     assert all(isinstance(results[k], OSError) and "gone.png" in str(results[k]) for k in (0, 1))
     assert all(isinstance(results[k], JobResult) and results[k].iterations == 3 for k in (2, 3))
