@@ -8,8 +8,9 @@ the sum of the jobs' optimisation seconds, and how far each batched job's final 
 run alone (fp32 rounding differs between a batch and a single image, and L-BFGS amplifies it), with the job
 furthest from its solo run named (iterations, evaluations, stop reason of both). --keep DIR keeps the sweeps.
 A batch shrinks once per distinct evaluation count of its jobs (each finished job leaves it): it prints how many
-sizes that made (the grid is one batch here, unless a job fails or memory splits it). --autotune-every-size adds a third run with cuDNN autotuning every batch size (nst/batch.py
-AUTOTUNE_EVERY_SIZE), the batched launcher's behaviour before it autotuned the full batch only.
+sizes that made (the grid is one batch here, unless a job fails or memory splits it). --autotune-every-size adds
+a third run with cuDNN autotuning every batch size (nst/batch.py AUTOTUNE_EVERY_SIZE), the batched launcher's
+behaviour before it autotuned the full batch only.
 """
 from __future__ import annotations
 
@@ -27,20 +28,24 @@ from machine import describe
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# `python -m experiments.grid` with nst.batch.AUTOTUNE_EVERY_SIZE set first
-EVERY_SIZE = ("import runpy, sys; import nst.batch; nst.batch.AUTOTUNE_EVERY_SIZE = True; "
-              "sys.argv[0] = 'experiments.grid'; runpy.run_module('experiments.grid', run_name='__main__')")
-RUNS = {"basic": [], "batched": ["hydra/launcher=batched"], "batched, autotune every size": ["hydra/launcher=batched"]}
+GRID = ["-m", "experiments.grid"]
+EVERY_SIZE = "batched, autotune every size"
+# each run: how python starts `experiments.grid` (for EVERY_SIZE: with nst.batch.AUTOTUNE_EVERY_SIZE set first),
+# and its launcher
+RUNS = {"basic": (GRID, []), "batched": (GRID, ["hydra/launcher=batched"]),
+        EVERY_SIZE: (["-c", "import runpy, sys; import nst.batch; nst.batch.AUTOTUNE_EVERY_SIZE = True; "
+                      "sys.argv[0] = 'experiments.grid'; runpy.run_module('experiments.grid', run_name='__main__')"],
+                     ["hydra/launcher=batched"])}
 
 
 def grid(run: str, size: int, steps: int, device: str, precision: str, out: Path) -> float:
     """Wall seconds of one `experiments.grid` command."""
-    start_module = ["-c", EVERY_SIZE] if run == "batched, autotune every size" else ["-m", "experiments.grid"]
-    args = [sys.executable, *start_module, f"size={size}", f"steps={steps}", f"device={device}",
-            f"precision={precision}", "progress=false", f"hydra.sweep.dir={out}", *RUNS[run]]
-    start = time.perf_counter()
+    start, launcher = RUNS[run]
+    args = [sys.executable, *start, f"size={size}", f"steps={steps}", f"device={device}",
+            f"precision={precision}", "progress=false", f"hydra.sweep.dir={out}", *launcher]
+    t0 = time.perf_counter()
     subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -59,7 +64,7 @@ def main() -> None:
     print(f"{describe(args.device)}; 25 jobs, {args.size} px, {args.steps} iterations, {args.precision}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = args.keep or tmp
-        walls: dict[str, list[float]] = {n: [] for n in RUNS if args.autotune_every_size or "every" not in n}
+        walls: dict[str, list[float]] = {n: [] for n in RUNS if args.autotune_every_size or n != EVERY_SIZE}
         for r in range(args.repeats):
             for k, name in enumerate(walls):
                 walls[name].append(grid(name, args.size, args.steps, args.device, args.precision,

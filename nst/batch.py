@@ -102,9 +102,7 @@ class GroupLoss:
 
     def __init__(self, models: Sequence[StyleTransfer], device: torch.device):
         first = models[0].targets
-        self.encoder = Encoder(first.encoder.cnn, list(dict.fromkeys(layer for m in models
-                                                                     for layer in m.targets.encoder.layers)),
-                               first.convention.tap)
+        self.encoder = Encoder(first.encoder.cnn, group_layers(models), first.convention.tap)
         self.content_fn, self.style_fn = first.convention.content, first.style_loss
         self.content, content_use = self._columns([(m.targets.content_layers, m.targets.content_targets)
                                                    for m in models])
@@ -188,6 +186,11 @@ class GroupLoss:
                                        for c, (layer, target) in enumerate(columns)]) for k, j in enumerate(jobs)])
 
 
+def group_layers(models: Sequence[StyleTransfer]) -> list:
+    """Every layer any of the jobs reads, each once, in first-seen order: what a batch's network computes."""
+    return list(dict.fromkeys(layer for m in models for layer in m.targets.encoder.layers))
+
+
 def _weigh(use: list[int], weights: Sequence[float], n: int) -> list[float]:
     """A job's weight on each of n columns: the sum of its weights of the layers that use it, 0 elsewhere."""
     row = [0.0] * n
@@ -237,8 +240,8 @@ def fitting(models: Sequence[StyleTransfer], size: tuple[int, int], history: int
     if free is None or len(models) == 1:
         return len(models)
     targets = models[0].targets
-    layers = list(dict.fromkeys(layer for m in models for layer in m.targets.encoder.layers))
-    per_job = memory.batch_job_mb(targets.encoder.cnn, layers, targets.convention.tap, size, history=history)
+    per_job = memory.batch_job_mb(targets.encoder.cnn, group_layers(models), targets.convention.tap, size,
+                                  history=history)
     shared = memory.weights_mb(targets.encoder.cnn) if memory_mb is not None else 0.0  # else already taken
     fit = max(1, min(len(models), int((free - shared) // per_job)))
     if fit < len(models):

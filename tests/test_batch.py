@@ -7,7 +7,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from experiments.job import settings
-from nst.batch import GroupLoss, fitting, run_all
+from nst.batch import GroupLoss, fitting, group_layers, run_all
 from nst.inputs import image_size
 from nst.memory import batch_job_mb, weights_mb
 from nst.run import JobResult, model_for
@@ -78,8 +78,7 @@ def memory_for(specs: list[JobSpec], jobs: float) -> tuple[float, list, tuple[in
     size = image_size(specs[0].targets.content, 32)
     models = [model_for(s, size, torch.device("cpu"))[0] for s in specs]
     cnn = models[0].targets.encoder.cnn
-    per_job = batch_job_mb(cnn, list(dict.fromkeys(layer for m in models for layer in m.targets.encoder.layers)),
-                           "conv", size, history=2)
+    per_job = batch_job_mb(cnn, group_layers(models), "conv", size, history=2)
     return weights_mb(cnn) + jobs * per_job, models, size
 
 
