@@ -351,6 +351,13 @@ def entry(config_name: str) -> None:
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises its errors here, and we print them in one line
     signal.signal(signal.SIGTERM, on_sigterm)
+    preset = argv_override("experiment")
+    if config_name != "config" and preset and preset.partition("=")[2] not in ("", "null"):
+        # a preset is a sweep of its own; composed under this entry's config, the entry's keys and sweep override
+        # and extend it (e.g. the grid's size, steps and beta axis beside Fig. 3's ratio axis: 100 jobs, not 20)
+        print(f"error: {preset}: a preset is a sweep of its own, which experiments.{config_name}'s settings would "
+              f"change; run python -m experiments.transfer {preset}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
     app = hydra.main(version_base="1.3", config_path="../conf", config_name=config_name)(main)
     try:
         app()

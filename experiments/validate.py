@@ -399,6 +399,9 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
     _number(c, "alpha")
     _number(c, "beta")
     _number(c, "ratio", strict=True, null=True)
+    if c.get("ratio") is not None and "beta" in c.typed:  # else a beta typed or swept beside a preset's ratio is lost
+        raise c.fail("beta", f"has no effect while {c.shown('ratio')} is set (beta = alpha / ratio); give one of "
+                     "them (ratio=null to use beta)")
     _number(c, "tv_weight")
     _number(c, "noise_std")
     seed = c.get("seed")

@@ -142,6 +142,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, files, overrides, expected):
     assert not list(tmp_path.rglob("result.png"))
 
 
+def test_a_preset_under_another_entry_is_refused_before_any_job(tmp_path):
+    # composed under grid.yaml, Fig. 3's preset would get the grid's size, steps and layers, and its ratio axis
+    # beside the grid's beta axis: 100 jobs, each beta ignored
+    r = run_cli("experiments.grid", "experiment=paper_fig3", *TINY, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == ["error: experiment=paper_fig3: a preset is a sweep of its own, which "
+                                             "experiments.grid's settings would change; run python -m "
+                                             "experiments.transfer experiment=paper_fig3"]
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_the_full_trace_is_there_when_asked_for(tmp_path):
     env = dict(os.environ, HYDRA_FULL_ERROR="1")
     r = subprocess.run([sys.executable, "-m", "experiments.transfer", *TINY, "sizee=128",
@@ -262,6 +273,8 @@ def test_every_config_key_is_checked(compose):
     (["style_layers=[0,1,0]"], "style_layers [0,1,0] names 0 twice"),
     (["content_layers=[]", "style_layers=[]"], "nothing to optimise"),
     (["alpha=0", "ratio=1e-3"], "nothing to optimise"),
+    (["beta=1e4", "ratio=1e-3"], "beta 1e4 has no effect while ratio 1e-3 is set"),
+    (["painting=shipwreck", "beta=1e4"], "beta 1e4 has no effect while ratio 0.001 is set"),
     (["content_layers=[]", "beta=0"], "content_layers [] and beta 0"),
     (["init=style", "style_layers=[]"], "init 'style' needs style layers"),
     (["progress=yes"], "progress 'yes' must be true or false"),
