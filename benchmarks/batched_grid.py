@@ -10,7 +10,10 @@ furthest from its solo run named (iterations, evaluations, stop reason of both).
 A batch shrinks once per distinct evaluation count of its jobs (each finished job leaves it): it prints how many
 sizes that made (the grid is one batch here, unless a job fails or memory splits it). --autotune-every-size adds
 a third run with cuDNN autotuning every batch size (nst/batch.py AUTOTUNE_EVERY_SIZE), the batched launcher's
-behaviour before it autotuned the full batch only.
+behaviour before it autotuned the full batch only. For each batched run it prints the first evaluation and the
+stretches between two jobs leaving the batch (batch size, evaluations, ms per evaluation: a first evaluation, or
+a stretch of one evaluation at a new size, shows what autotuning that size cost), and the basic run's ms per
+evaluation of one job.
 """
 from __future__ import annotations
 
@@ -46,6 +49,22 @@ def grid(run: str, size: int, steps: int, device: str, precision: str, out: Path
     t0 = time.perf_counter()
     subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
     return time.perf_counter() - t0
+
+
+def phases(sweep: Path) -> list[tuple[int, int, float]]:
+    """(batch size, evaluations, seconds) of a one-batch run's first evaluation and of each stretch between two
+    jobs leaving the batch, from the evaluation count and time of each job's history.csv rows (a batch evaluates
+    all its jobs together)."""
+    histories = [pd.read_csv(h) for h in sweep.glob("*/history.csv")]
+    lasts = [h.iloc[-1] for h in histories]
+    finals = [int(last["evaluations"]) for last in lasts]
+    ends = {e: max(float(last["seconds"]) for last, f in zip(lasts, finals) if f == e) for e in set(finals)}
+    ends[1] = max(float(h.iloc[0]["seconds"]) for h in histories)  # the first evaluation apart: it autotunes
+    out, done, then = [], 0, 0.0
+    for e in sorted(ends):
+        out.append((sum(f >= e for f in finals), e - done, ends[e] - then))
+        done, then = e, ends[e]
+    return out
 
 
 def main() -> None:
@@ -92,6 +111,13 @@ def main() -> None:
             print(f"  furthest, {name}: {worst}: total loss {row['total_loss']:.4g}, {row['steps']} iterations, "
                   f"{row['evaluations']} evaluations, stopped early: {stop if isinstance(stop, str) else 'no'}; "
                   f"by iteration {trail}")
+        for k, name in enumerate(reports):  # where a batched run's time went: a new batch size's first evaluation
+            if name != "basic":                # pays for cuDNN's autotuning, when it autotunes that size
+                stretches = phases(Path(tmp) / f"run{k}_0")
+                print(f"  {name}, batch size: evaluations x ms each: "
+                      + "; ".join(f"{n}: {e} x {1000 * t / e:.0f} ms" for n, e, t in stretches))
+        per_eval = (basic["seconds"] / basic["evaluations"]).median()
+        print(f"  basic: {1000 * per_eval:.1f} ms per evaluation (median of the jobs)")
 
 
 if __name__ == "__main__":
