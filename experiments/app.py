@@ -2,7 +2,8 @@
 
 The user sees one line for anything that goes wrong, on stderr, and an exit status:
   0    every job ok
-  1    a job of a sweep failed (the report is still written), or an unexpected error (a bug: `error: <type>: ...`)
+  1    a job of a sweep failed (the report is still written), the sweep's report failed, or an unexpected error
+       (a bug: `error: <type>: ...`)
   2    bad input: a config value (experiments/validate.py), an unknown key, a missing config option, an output
        directory that cannot be created, an unreadable image or weights file
   130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM (what SLURM sends): `interrupted after N iterations`; the
@@ -55,6 +56,7 @@ class Session:
     failed: set[str] = field(default_factory=set)
     interrupted_job: str | None = None
     terminated: bool = False  # SIGTERM was received (nst.engine re-raises it as its own Interrupted)
+    report_failed: bool = False  # the sweep's report or figures raised (experiments.callbacks): exit 1
 
 
 SESSION = Session()
@@ -392,5 +394,8 @@ def entry(config_name: str) -> None:
         many = len(failed) > 1
         print(f"error: {len(failed)} job{'s' * many} of the sweep failed ({'e.g. ' * many}{Path(failed[0]).name}); "
               f"see {SESSION.sweep_dir / 'report.csv'}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    if SESSION.report_failed:
+        print(f"error: the report of {SESSION.sweep_dir} failed (above); the jobs' files are kept", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     sys.exit(0)

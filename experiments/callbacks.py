@@ -31,4 +31,5 @@ class SweepReport(Callback):
             print(publish(sweep_dir))
         except Exception as e:  # the jobs' files stay; the report can be rebuilt with experiments.report
             log.error("report of %s failed: %s: %s", sweep_dir, type(e).__name__, e)
+            SESSION.report_failed = True
         SESSION.reported = True

@@ -54,6 +54,9 @@ def cli(argv: list[str] | None = None, *, draw: bool = False) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug: one line, as experiments.app gives it
+        print(f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -61,7 +61,10 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str
     cfg = m.get("config") or {}
     row, given = {"job": job_dir.name}, overrides(job_dir, launched)
     for key in dict.fromkeys(ALWAYS + swept):
-        row[column(key)] = sweep.cell(cfg[key] if key in cfg else typed(given.get(key)))
+        value = cfg.get(key)
+        if key not in cfg or isinstance(value, dict):  # a config group (optimizer=adam, painting=...): its option
+            value = typed(given.get(key))
+        row[column(key)] = sweep.cell(value)
     for key, names_column in sweep.NAMES_COLUMNS.items():
         row[names_column] = sweep.layer_names(cfg.get(key), m.get("layers") or {})
     if m.get("beta_used") is not None:

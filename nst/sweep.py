@@ -46,7 +46,10 @@ def format_value(text: str) -> str:
     if number.is_integer() and abs(number) < 1000 and "e" not in text.lower():
         return str(int(number))
     short = f"{number:.0e}"
-    return short if float(short) == number else f"{number:g}"
+    if float(short) == number:
+        return short
+    # exact, so that two values give two directories (%g kept 6 digits: seeds 20240101 and 20240102 shared one)
+    return str(int(number)) if number.is_integer() else repr(number)
 
 
 def dirname(overrides: list[str]) -> str:

@@ -15,6 +15,11 @@ def test_directory_names_are_readable_and_unique():
     assert a.startswith("content=x~") and b.startswith("content=x~") and a != b  # same stem, two folders
     assert sweep.dirname(["content=a/x.jpg"]) == a  # deterministic
     assert sweep.dirname([]) == "job"
+    # distinct numbers, distinct names: seeds and betas that agree to 6 digits once shared a directory
+    for values in (["20240101", "20240102"], ["1234567", "1234568"], ["0.1234567", "0.1234568"], ["1e3", "1001"]):
+        names = {sweep.dirname([f"seed={v}"]) for v in values}
+        assert len(names) == 2, names
+    assert sweep.dirname(["seed=20240101", "ratio=1.5e-05"]) == "ratio=1.5e-05,seed=20240101"
 
 
 def test_cells_and_layer_names():
@@ -56,3 +61,20 @@ def test_invocation_expands_the_sweep_like_hydra(tmp_path):
     assert sorted(jobs) == sorted(f"beta={b},size=32,style_layers={s}" for b in ("100", "1e+03")
                                   for s in ("0", "0-1"))
     assert invocation(tmp_path) == (None, None)  # no multirun.yaml: every job directory is reported
+
+
+def test_a_swept_config_group_is_an_axis_by_its_option_name(tmp_path):
+    # `-m beta=1,2 optimizer=adam,lbfgs`: the config holds the group's keys as a dict, the axis is the option
+    for opt in ("adam", "lbfgs"):
+        for beta in (1, 2):
+            name = f"beta={beta},optimizer={opt}"
+            job(tmp_path, name, beta=float(beta))
+            record = metrics.read(tmp_path / name)
+            record["config"]["optimizer"] = {"name": opt, "lr": 1.0}
+            metrics.write(tmp_path / name, record)
+            (tmp_path / name / ".hydra").mkdir()
+            (tmp_path / name / ".hydra" / "overrides.yaml").write_text(f"- beta={beta}\n- optimizer={opt}\n")
+    df, _ = report.write(tmp_path)
+    assert sorted(df["optimizer"]) == ["adam", "adam", "lbfgs", "lbfgs"]
+    assert report.axes(df) == ("optimizer", "beta")
+    assert report.pivots(df)["content_loss"].shape == (2, 2)
