@@ -131,7 +131,8 @@ def main(cfg: DictConfig) -> float | None:
         if multirun:
             fail_in_sweep(cfg, out, e)
             return None
-        record_failure(cfg, out, e)
+        if not isinstance(e, OtherRun):  # a directory refused is left as it was (but Hydra's .hydra/, written
+            record_failure(cfg, out, e)  # before any of our code runs)
         raise JobFailed(e) from e
 
 
@@ -150,7 +151,7 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool) -> dict[str, Any] | No
         log.info("job %s is complete, skipped", out.name)
         return done
     if not multirun and other_run(cfg, out):
-        raise FileExistsError(f"hydra.run.dir {str(out)!r} holds another run's results (another config or other "
+        raise OtherRun(f"hydra.run.dir {str(out)!r} holds another run's results (another config or other "
                               "input files); choose another directory or remove them")
     clear_previous(out)  # a redone job never leaves an earlier run's files beside its own
     return None
@@ -195,6 +196,10 @@ def record_interrupt(cfg: DictConfig, out: Path, error: KeyboardInterrupt, start
         result.unlink(missing_ok=True)
     stop = InterruptedJob(interrupt_line(error))
     record_failure(cfg, out, stop, status="interrupted")
+
+
+class OtherRun(FileExistsError):
+    """A single run's directory holds another run's results: refused, and nothing is written there."""
 
 
 class InterruptedJob(Exception):

@@ -95,10 +95,13 @@ def finished(cfg: DictConfig | dict, out_dir: str | Path) -> dict[str, Any] | No
 
 
 def other_run(cfg: DictConfig | dict, out_dir: str | Path) -> bool:
-    """Whether out_dir holds the files of a run with another config or other input bytes."""
+    """Whether out_dir holds the results of a run with another config or other input bytes (a failed or
+    interrupted run's record holds none: the run that fixes it may reuse the directory)."""
     m = metrics.read(out_dir)
-    if m is None:
-        return any((Path(out_dir) / name).exists() for name in OUTPUTS)
+    if m is None:  # a sweep's directory (Hydra's multirun.yaml) holds its jobs' results
+        return any((Path(out_dir) / name).exists() for name in (*OUTPUTS, "multirun.yaml"))
+    if m.get("status") != metrics.OK and not (Path(out_dir) / "result.png").exists():
+        return False
     c = settings(cfg)
     return not metrics.same_run(m, c, fingerprints(JobSpec.from_config(c))) and m.get("config") != c
 

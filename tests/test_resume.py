@@ -57,3 +57,24 @@ def test_a_single_run_never_overwrites_another_runs_results(tmp_path):
     assert (run_dir / "result.png").read_bytes() == first and metrics(run_dir)["config"]["beta"] == 1e3
     r = run_cli("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)  # the same run: done
     assert r.returncode == 0 and (run_dir / "result.png").read_bytes() == first
+
+
+@pytest.mark.slow
+def test_a_failed_single_run_leaves_its_directory_free_and_a_refused_one_untouched(tmp_path):
+    run_dir = tmp_path / "run"
+    r = run_cli("experiments.transfer", *TINY, "steps=1.5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert r.returncode == 2 and metrics(run_dir)["status"] == "failed"
+    r = run_cli("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)  # the typo fixed
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert metrics(run_dir)["status"] == "ok" and (run_dir / "result.png").is_file()
+
+    mine = tmp_path / "mine"  # a user's own folder with a result.png: refused, and nothing of ours lands there
+    mine.mkdir()
+    draw(width=16, height=16, seed=1).save(mine / "result.png")
+    r = run_cli("experiments.transfer", *TINY, f"hydra.run.dir={mine}", cwd=tmp_path)
+    assert r.returncode == 2 and "holds another run's results" in r.stderr
+    assert not (mine / "metrics.json").exists()
+    (mine / "result.png").unlink()
+    (mine / "multirun.yaml").write_text("hydra: {}\n")  # a sweep's directory
+    r = run_cli("experiments.transfer", *TINY, f"hydra.run.dir={mine}", cwd=tmp_path)
+    assert r.returncode == 2 and "holds another run's results" in r.stderr and not (mine / "result.png").exists()
