@@ -271,8 +271,8 @@ def describe_hydra_error(error: BaseException) -> str:
             key = (override or delete).group(1)
             typed = argv_override(key) or key
             hint = difflib.get_close_matches(key, known_keys(), n=1)
-            add = f" (to add a new key: +{typed.lstrip('+~')})" if override else ""
-            return f"{typed}: unknown key {key}" + (f"; did you mean {hint[0]}?" if hint else "") + add
+            # no "+key to add it" hint: a job accepts only the config's own keys (experiments/validate.py)
+            return f"{typed}: unknown key {key}" + (f"; did you mean {hint[0]}?" if hint else "")
         cause = first_line(error.__cause__) if error.__cause__ else ""
         return first_line(error) + (f": {cause}" if cause and cause not in text else "")
     if isinstance(error, OverrideParseException):

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from nst.report import axes, sort_key  # noqa: E402
+from nst.report import axes, plane, sort_key  # noqa: E402
 from nst.sweep import NAMES_COLUMNS  # noqa: E402
 
 LABELS = {"beta": "β", "alpha": "α", "ratio": "α/β", "style_layers": "style layers", "content_layers": "content layers",
@@ -83,6 +83,7 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
     rows_key, cols_key = axes(df)
     if rows_key is None or cols_key is None:
         raise ValueError(f"a grid needs two swept keys; this sweep varies {df.attrs.get('swept')}")
+    df = plane(df)  # a third swept key at its first value (the report's summary says so)
     rows = sorted(df[rows_key].unique(), key=sort_key)
     cols = sorted(df[cols_key].unique(), key=sort_key)
     aspect = _aspect(df, sweep_dir)

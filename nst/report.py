@@ -131,11 +131,28 @@ def axes(df: pd.DataFrame) -> tuple[str | None, str | None]:
     return rows, cols
 
 
+def held(df: pd.DataFrame) -> dict[str, object]:
+    """Swept keys beyond the two axes, each with the value the pivots and the grid hold it at: its first."""
+    rows, cols = axes(df)
+    more = [k for k in df.attrs.get("swept", []) if k in df and k not in (rows, cols) and df[k].nunique() > 1]
+    return {k: sorted(df[k].dropna().unique(), key=sort_key)[0] for k in more}
+
+
+def plane(df: pd.DataFrame) -> pd.DataFrame:
+    """The jobs of the pivots and the grid: every swept key beyond the two axes at its first value."""
+    attrs, picked = df.attrs, df
+    for key, value in held(df).items():
+        picked = picked[picked[key] == value]
+    picked.attrs = attrs
+    return picked
+
+
 def pivots(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Content and style loss per (row, column) of the sweep's two axes; empty for one-axis sweeps."""
     rows, cols = axes(df)
     if rows is None or cols is None:
         return {}
+    df = plane(df)
     row_order = sorted(df[rows].unique(), key=sort_key)
     return {metric: df.pivot_table(index=rows, columns=cols, values=metric, aggfunc="first",
                                    sort=False).reindex(row_order).sort_index(axis=1)
@@ -165,6 +182,11 @@ def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
         lines.append(f"warning: {len(df.attrs['others'])} other job directories in {sweep_dir} belong to other "
                      f"runs and are not in this report: {', '.join(df.attrs['others'][:5])}"
                      + (" ..." if len(df.attrs["others"]) > 5 else ""))
+    more = held(df) if all(axes(df)) else {}
+    if more:  # a pivot or a grid has two axes: a third swept key would silently pick one job per cell
+        shown = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in more.items()}
+        lines.append("the pivots and the grid show " + ", ".join(f"{k} = {v}" for k, v in shown.items())
+                     + f" only, of {len(df)} jobs; report.csv has every job")
     for metric, table in pivots(df).items():
         write_text(sweep_dir / f"pivot_{metric}.csv", table.to_csv())
         lines += [f"{metric} (rows {table.index.name}, columns {table.columns.name}):",

@@ -112,6 +112,7 @@ CASES = [
     ("device_cuda", ["device=cuda"], ["device 'cuda'", "CUDA is not available"]),
     ("batch_size_zero", ["-m", "hydra/launcher=batched", "hydra.launcher.batch_size=0"],
      ["hydra.launcher.batch_size 0", ">= 1"]),
+    ("threads_text_parallel", ["-m", "hydra/launcher=parallel", "threads=abc"], ["threads 'abc'", "integer >= 1"]),
     ("memory_mb_negative", ["-m", "hydra/launcher=batched", "hydra.launcher.memory_mb=-5"],
      ["hydra.launcher.memory_mb -5", "> 0"]),
 ]

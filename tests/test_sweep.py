@@ -78,3 +78,25 @@ def test_a_swept_config_group_is_an_axis_by_its_option_name(tmp_path):
     assert sorted(df["optimizer"]) == ["adam", "adam", "lbfgs", "lbfgs"]
     assert report.axes(df) == ("optimizer", "beta")
     assert report.pivots(df)["content_loss"].shape == (2, 2)
+
+
+def test_a_third_swept_key_is_held_at_its_first_value_and_said_so(tmp_path):
+    loss = {}
+    for beta in (1, 2):
+        for layers in ("[0]", "[0,1]"):
+            for seed in (5, 3):
+                name = f"beta={beta},seed={seed},style_layers={layers}"
+                job(tmp_path, name, beta=float(beta))
+                record = metrics.read(tmp_path / name)
+                record["config"]["style_layers"] = [0] if layers == "[0]" else [0, 1]
+                record["content_loss"] = loss[name] = float(len(loss))
+                metrics.write(tmp_path / name, record)
+                (tmp_path / name / ".hydra").mkdir()
+                (tmp_path / name / ".hydra" / "overrides.yaml").write_text(
+                    f"- beta={beta}\n- style_layers={layers}\n- seed={seed}\n")  # the axes: the first two
+    df, summary = report.write(tmp_path)
+    assert report.held(df) == {"seed": 3}
+    assert "the pivots and the grid show seed = 3 only, of 8 jobs" in summary
+    table = report.pivots(df)["content_loss"]
+    assert table.loc["0,1", 2.0] == loss["beta=2,seed=3,style_layers=[0,1]"]
+    assert len(report.plane(df)) == 4 and set(report.plane(df)["seed"]) == {3}
