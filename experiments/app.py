@@ -157,6 +157,32 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool) -> dict[str, Any] | No
     return None
 
 
+def check_sweep(config: DictConfig) -> None:
+    """Before a sweep starts: the first job's error when none of its jobs is valid (a bad value they all share,
+    e.g. beside the swept keys), so that the command is refused in one line, exit 2, before any directory is made.
+    Jobs are composed and validated in order until one passes: one, for a sweep without that mistake."""
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from experiments.report import invocation
+    from experiments.validate import validate
+
+    jobs, _ = invocation(config.hydra.sweep.dir, config)
+    task = list(config.hydra.overrides.task)  # a value set once for all jobs, quoted as typed (1e4, not 10000.0)
+    once = {o.key_or_group for o in OverridesParser.create().parse_overrides(task) if not o.is_sweep_override()}
+    as_typed = {k: v for k, v in typed_overrides(task).items() if k in once}
+    first: BaseException | None = None
+    for overrides in (jobs or {}).values():
+        typed = typed_overrides(overrides) | as_typed
+        try:
+            validate(resolved(compose(config.hydra.job.config_name, overrides=overrides), typed), typed)
+            return
+        except bad_input_types() as e:
+            first = first or e
+    if first is not None:
+        raise JobFailed(first)  # a BaseException: Hydra turns a callback's Exception into a warning
+
+
 def fail_in_sweep(cfg: DictConfig, out: Path, error: BaseException) -> None:
     """A sweep's job failed: record it, remember it for the exit status, say so in one line; the sweep goes on."""
     record_failure(cfg, out, error)

@@ -7,7 +7,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.app import SESSION
+from experiments.app import SESSION, check_sweep
 
 log = logging.getLogger("nst")
 
@@ -20,6 +20,7 @@ class SweepReport(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        check_sweep(config)  # a sweep none of whose jobs could run is refused before it starts
         SESSION.sweep_dir, SESSION.reported = Path(config.hydra.sweep.dir), False
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:

@@ -154,6 +154,18 @@ def test_a_preset_under_another_entry_is_refused_before_any_job(tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
+def test_a_sweep_whose_every_job_is_bad_is_refused_before_it_starts(tmp_path):
+    # a value all jobs share (beside the swept keys) that none can run with: one line, exit 2, no sweep directory
+    sweep = tmp_path / "sweep"
+    r = run_cli("experiments.transfer", "-m", *TINY, "beta=1e2,1e4", "ratio=1e-3", "hydra/launcher=batched",
+                f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "has no effect while ratio 1e-3 is set" in errors[0], r.stderr[-2000:]
+    assert not sweep.exists()
+
+
 def test_the_full_trace_is_there_when_asked_for(tmp_path):
     env = dict(os.environ, HYDRA_FULL_ERROR="1")
     r = subprocess.run([sys.executable, "-m", "experiments.transfer", *TINY, "sizee=128",
