@@ -55,13 +55,15 @@ def phases(sweep: Path) -> list[tuple[int, int, float]]:
     """(batch size, evaluations, seconds) of a one-batch run's first evaluation and of each stretch between two
     jobs leaving the batch, from the evaluation count and time of each job's history.csv rows (a batch evaluates
     all its jobs together)."""
-    histories = [pd.read_csv(h) for h in sweep.glob("*/history.csv")]
+    histories = [h for h in (pd.read_csv(p) for p in sweep.glob("*/history.csv")) if len(h)]
+    if not histories:  # a failed job writes none, so it is missing from the batch sizes too
+        return []
     lasts = [h.iloc[-1] for h in histories]
     finals = [int(last["evaluations"]) for last in lasts]
     ends = {e: max(float(last["seconds"]) for last, f in zip(lasts, finals) if f == e) for e in set(finals)}
     ends[1] = max(float(h.iloc[0]["seconds"]) for h in histories)  # the first evaluation apart: it autotunes
     out, done, then = [], 0, 0.0
-    for e in sorted(ends):
+    for e in sorted(e for e in ends if e > 0):
         out.append((sum(f >= e for f in finals), e - done, ends[e] - then))
         done, then = e, ends[e]
     return out

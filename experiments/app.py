@@ -151,17 +151,40 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool) -> dict[str, Any] | No
         log.info("job %s is complete, skipped", out.name)
         return done
     if not multirun and other_run(cfg, out):
-        raise OtherRun(f"hydra.run.dir {str(out)!r} holds another run's results (another config or other "
-                              "input files); choose another directory or remove them")
+        raise OtherRun(f"hydra.run.dir {str(out)!r} holds another run's results (another config, other input "
+                       "files, or a sweep); choose another directory or remove them")
     clear_previous(out)  # a redone job never leaves an earlier run's files beside its own
     return None
 
 
+# launchers whose jobs run on other machines: their devices, memory and files are checked there, not here
+REMOTE_LAUNCHERS = ("hydra_plugins.nst_slurm_launcher.",)
+
+
 def check_sweep(config: DictConfig) -> None:
-    """Before a sweep starts: the first job's error when none of its jobs is valid (a bad value they all share,
-    e.g. beside the swept keys), so that the command is refused in one line, exit 2, before any directory is made.
-    Jobs are composed and validated in order until one passes: one, for a sweep without that mistake."""
+    """Before a sweep starts: raise the first job's error when none of its jobs is valid (a bad value they all
+    share, e.g. beside the swept keys), so that the command is refused in one line, exit 2, before any directory
+    is made. Jobs are composed and validated in order until one passes: one, for a sweep without that mistake.
+    A sweep that cannot be expanded or composed here is left to the launcher, which says why as before."""
+    if str(OmegaConf.select(config, "hydra.launcher._target_") or "").startswith(REMOTE_LAUNCHERS):
+        return
+    level = log.level
+    log.setLevel(logging.ERROR)  # the jobs' own warnings (an upscaled image) come when each runs
+    try:
+        first = first_error(config)
+    except Exception as e:
+        log.debug("the sweep was not checked before it started: %s: %s", type(e).__name__, e)
+        return
+    finally:
+        log.setLevel(level)
+    if first is not None:
+        raise JobFailed(first)  # a BaseException: Hydra turns a callback's Exception into a warning
+
+
+def first_error(config: DictConfig) -> BaseException | None:
+    """The first job's bad-input error when every job of the sweep has one, else None."""
     from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from experiments.report import invocation
@@ -169,18 +192,18 @@ def check_sweep(config: DictConfig) -> None:
 
     jobs, _ = invocation(config.hydra.sweep.dir, config)
     task = list(config.hydra.overrides.task)  # a value set once for all jobs, quoted as typed (1e4, not 10000.0)
-    once = {o.key_or_group for o in OverridesParser.create().parse_overrides(task) if not o.is_sweep_override()}
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())  # for glob() sweeps
+    once = {o.key_or_group for o in parser.parse_overrides(task) if not o.is_sweep_override()}
     as_typed = {k: v for k, v in typed_overrides(task).items() if k in once}
     first: BaseException | None = None
     for overrides in (jobs or {}).values():
         typed = typed_overrides(overrides) | as_typed
         try:
             validate(resolved(compose(config.hydra.job.config_name, overrides=overrides), typed), typed)
-            return
+            return None
         except bad_input_types() as e:
             first = first or e
-    if first is not None:
-        raise JobFailed(first)  # a BaseException: Hydra turns a callback's Exception into a warning
+    return first
 
 
 def fail_in_sweep(cfg: DictConfig, out: Path, error: BaseException) -> None:
@@ -365,7 +388,10 @@ def sweep_failures() -> list[str]:
 
     failed = {str(Path(f).resolve()) for f in SESSION.failed}
     if SESSION.sweep_dir is not None and SESSION.sweep_dir.is_dir():
-        jobs, _ = invocation(SESSION.sweep_dir)  # this command's jobs only, not other runs' in the same directory
+        try:  # this command's jobs only, not other runs' in the same directory
+            jobs, _ = invocation(SESSION.sweep_dir)
+        except Exception:  # e.g. a glob() sweep, which only a running app can expand: every job directory
+            jobs = None
         for d in SESSION.sweep_dir.resolve().iterdir():
             if jobs is not None and d.name not in jobs:
                 continue
@@ -389,7 +415,7 @@ def entry(config_name: str) -> None:
         # a preset is a sweep of its own; composed under this entry's config, the entry's keys and sweep override
         # and extend it (e.g. the grid's size, steps and beta axis beside Fig. 3's ratio axis: 100 jobs, not 20)
         print(f"error: {preset}: a preset is a sweep of its own, which experiments.{config_name}'s settings would "
-              f"change; run python -m experiments.transfer {preset}", file=sys.stderr)
+              f"change; run python -m experiments.transfer {preset.lstrip('+')}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     app = hydra.main(version_base="1.3", config_path="../conf", config_name=config_name)(main)
     try:

@@ -20,8 +20,8 @@ class SweepReport(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        check_sweep(config)  # a sweep none of whose jobs could run is refused before it starts
         SESSION.sweep_dir, SESSION.reported = Path(config.hydra.sweep.dir), False
+        check_sweep(config)  # a sweep none of whose jobs could run is refused before it starts
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from experiments.report import publish

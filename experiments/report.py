@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,7 +29,9 @@ def invocation(sweep_dir: str | Path,
             return None, None
         config = OmegaConf.load(path)
     params = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
-    parsed = OverridesParser.create().parse_overrides(params + list(config.hydra.overrides.task))
+    hydra = GlobalHydra.instance()  # in a running app: its config loader, which glob() sweeps of a group need
+    loader = hydra.config_loader() if hydra.is_initialized() else None
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + list(config.hydra.overrides.task))
     batches = BasicSweeper.split_arguments(parsed, None)
     started = path.stat().st_mtime if path.is_file() else None
     return {sweep.dirname(list(job)): list(job) for batch in batches for job in batch}, started

@@ -134,15 +134,16 @@ def axes(df: pd.DataFrame) -> tuple[str | None, str | None]:
 def held(df: pd.DataFrame) -> dict[str, object]:
     """Swept keys beyond the two axes, each with the value the pivots and the grid hold it at: its first."""
     rows, cols = axes(df)
-    more = [k for k in df.attrs.get("swept", []) if k in df and k not in (rows, cols) and df[k].nunique() > 1]
-    return {k: sorted(df[k].dropna().unique(), key=sort_key)[0] for k in more}
+    more = [k for k in df.attrs.get("swept", []) if k in df and k not in (rows, cols)
+            and df[k].nunique(dropna=False) > 1]  # null counts: tap=null,relu is two values
+    return {k: None if df[k].isna().any() else sorted(df[k].unique(), key=sort_key)[0] for k in more}
 
 
 def plane(df: pd.DataFrame) -> pd.DataFrame:
     """The jobs of the pivots and the grid: every swept key beyond the two axes at its first value."""
     attrs, picked = df.attrs, df
     for key, value in held(df).items():
-        picked = picked[picked[key] == value]
+        picked = picked[picked[key].isna() if value is None else picked[key] == value]
     picked.attrs = attrs
     return picked
 

@@ -48,8 +48,9 @@ def format_value(text: str) -> str:
     short = f"{number:.0e}"
     if float(short) == number:
         return short
-    # exact, so that two values give two directories (%g kept 6 digits: seeds 20240101 and 20240102 shared one)
-    return str(int(number)) if number.is_integer() else repr(number)
+    # exact, so that two values give two directories (%g kept 6 digits: seeds 20240101 and 20240102 shared one);
+    # an integer from its text, beyond a float's 53 bits
+    return str(int(text)) if text.lstrip("+-").isdigit() else repr(number)
 
 
 def dirname(overrides: list[str]) -> str:

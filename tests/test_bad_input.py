@@ -177,7 +177,8 @@ def test_the_full_trace_is_there_when_asked_for(tmp_path):
 @pytest.mark.slow
 def test_sweep_with_a_bad_job_runs_the_good_one_reports_both_and_exits_1(tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli("experiments.transfer", "-m", *TINY, "ratio=1e-4,0", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    # the bad job first: the check before the sweep goes on to the good one, and the sweep runs
+    r = run_cli("experiments.transfer", "-m", *TINY, "ratio=0,1e-4", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert r.returncode == 1, r.stderr[-2000:]
     assert "Traceback" not in r.stderr + r.stdout
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]

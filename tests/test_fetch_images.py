@@ -184,17 +184,18 @@ def test_cli_failure_is_one_error_line(server, tmp_path):
 
 @pytest.mark.slow
 def test_paper_preset_without_images_prints_the_hint(tmp_path):
-    """A fresh layout: a paper preset's sweep records each job as failed, with the hint on the console."""
+    """A fresh layout: a paper preset's sweep, none of whose jobs can run, is refused with the hint, before it
+    starts (experiments.app.check_sweep)."""
     empty = tmp_path / "empty"
     empty.mkdir()
     missing = f"'{empty}/content/tubingen.jpg' does not exist"
     hint = f"download the paper's images with: python -m experiments.fetch_images --root {empty}"
     r = run_cli("experiments.transfer", "experiment=paper_fig2", f"images_root={empty}", "size=32", "steps=1",
                 "progress=false", f"hydra.sweep.dir={tmp_path / 'sweep'}")
-    assert "Traceback" not in r.stdout + r.stderr
-    console = [line for line in (r.stdout + r.stderr).splitlines() if missing in line and hint in line]
-    assert len(console) >= 4, r.stdout[-2000:] + r.stderr[-2000:]  # (at least) one line per job
-    assert (tmp_path / "sweep" / "report.csv").read_text().count(hint) == 4
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr, r.stderr[-2000:]
+    assert len(errors) == 1 and missing in errors[0] and errors[0].endswith(hint), r.stderr[-2000:]
+    assert not (tmp_path / "sweep").exists()
     # one job of it (hydra.mode=RUN): exit 2 and one error line
     r = run_cli("experiments.transfer", "experiment=paper_fig2", "hydra.mode=RUN", "painting=starry_night",
                 f"images_root={empty}", "size=32", "steps=1", "progress=false", f"hydra.run.dir={tmp_path / 'one'}")

@@ -16,7 +16,8 @@ def test_directory_names_are_readable_and_unique():
     assert sweep.dirname(["content=a/x.jpg"]) == a  # deterministic
     assert sweep.dirname([]) == "job"
     # distinct numbers, distinct names: seeds and betas that agree to 6 digits once shared a directory
-    for values in (["20240101", "20240102"], ["1234567", "1234568"], ["0.1234567", "0.1234568"], ["1e3", "1001"]):
+    for values in (["20240101", "20240102"], ["1234567", "1234568"], ["0.1234567", "0.1234568"],
+                   ["9007199254740993", "9007199254740992"]):
         names = {sweep.dirname([f"seed={v}"]) for v in values}
         assert len(names) == 2, names
     assert sweep.dirname(["seed=20240101", "ratio=1.5e-05"]) == "ratio=1.5e-05,seed=20240101"
@@ -100,3 +101,11 @@ def test_a_third_swept_key_is_held_at_its_first_value_and_said_so(tmp_path):
     table = report.pivots(df)["content_loss"]
     assert table.loc["0,1", 2.0] == loss["beta=2,seed=3,style_layers=[0,1]"]
     assert len(report.plane(df)) == 4 and set(report.plane(df)["seed"]) == {3}
+
+
+def test_a_third_key_swept_with_null_is_held_at_null():
+    df = pd.DataFrame({"beta": [1.0, 2.0] * 4, "style_layers": ["0", "0", "0,1", "0,1"] * 2,
+                       "tap": [None] * 4 + ["relu"] * 4, "content_loss": range(8), "style_loss": range(8)})
+    df.attrs["swept"] = ["beta", "style_layers", "tap"]
+    assert report.held(df) == {"tap": None}
+    assert list(report.pivots(df)["content_loss"].to_numpy().ravel()) == [0, 1, 2, 3]
