@@ -312,6 +312,11 @@ def describe_hydra_error(error: BaseException) -> str:
             return (f"{typed or f'{group}={option}'}: no such option in conf/{group}/; one of "
                     f"{', '.join(sorted(error.options))}" + (f"; did you mean {hint[0]}?" if hint else ""))
         return first_line(error)
+    ambiguous = re.match(r"Ambiguous value for argument '(([^=']+)=([^']*))'", text)
+    if isinstance(error, ConfigCompositionException) and ambiguous:  # Hydra's three-line advice, in one
+        override, key, values = ambiguous.groups()
+        return (f"{override}: a comma list is a sweep, which needs -m (python -m experiments."
+                f"{Path(sys.argv[0]).stem} -m ... {override}); a list value is {key}=[{values}]")
     if isinstance(error, ConfigCompositionException):
         cause = str(error.__cause__ or "")
         override = re.search(r"Could not override '([^']+)'", text)
@@ -410,6 +415,8 @@ def entry(config_name: str) -> None:
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises its errors here, and we print them in one line
     signal.signal(signal.SIGTERM, on_sigterm)
+    multirun = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]  # Hydra's parser wants them first
+    sys.argv[1:] = multirun + [a for a in sys.argv[1:] if a not in multirun]
     preset = argv_override("experiment")
     if config_name != "config" and preset and preset.partition("=")[2] not in ("", "null"):
         # a preset is a sweep of its own; composed under this entry's config, the entry's keys and sweep override

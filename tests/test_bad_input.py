@@ -113,6 +113,7 @@ CASES = [
     ("batch_size_zero", ["-m", "hydra/launcher=batched", "hydra.launcher.batch_size=0"],
      ["hydra.launcher.batch_size 0", ">= 1"]),
     ("threads_text_parallel", ["-m", "hydra/launcher=parallel", "threads=abc"], ["threads 'abc'", "integer >= 1"]),
+    ("comma_list_without_m", ["beta=1e2,1e4"], ["beta=1e2,1e4", "needs -m", "beta=[1e2,1e4]"]),
     ("memory_mb_negative", ["-m", "hydra/launcher=batched", "hydra.launcher.memory_mb=-5"],
      ["hydra.launcher.memory_mb -5", "> 0"]),
 ]

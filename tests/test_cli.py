@@ -89,7 +89,8 @@ def test_grid_multirun_report_and_figure(tmp_path):
 @pytest.mark.slow
 def test_failed_job_is_reported_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli("experiments.transfer", "-m", *TINY, "style_layers=[0],[99]", f"hydra.sweep.dir={sweep}")
+    # -m after the overrides, as users type it (experiments.app moves it first for Hydra's parser)
+    r = run_cli("experiments.transfer", *TINY, "style_layers=[0],[99]", f"hydra.sweep.dir={sweep}", "-m")
     assert r.returncode == 1 and "1 job of the sweep failed" in r.stderr, r.stderr[-2000:]
     report = pd.read_csv(sweep / "report.csv", dtype={"style_layers": str}).set_index("style_layers")
     assert report.loc["0", "status"] == "ok"
