@@ -370,7 +370,7 @@ def on_sigterm(signum: int, frame: Any) -> None:
 
 def report_after_interrupt() -> Path | None:
     """The report of the jobs that finished, when a sweep was interrupted before on_multirun_end."""
-    if SESSION.sweep_dir is None or SESSION.reported:
+    if SESSION.sweep_dir is None or SESSION.reported or not SESSION.sweep_dir.is_dir():  # none yet: nothing ran
         return None
     try:
         from experiments.report import publish
