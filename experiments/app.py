@@ -141,7 +141,7 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool) -> dict[str, Any] | No
     complete already (resume); else make its directory ready (a single run never overwrites another run's)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from experiments.job import clear_previous, finished, other_run
+    from experiments.job import clear_previous, finished, other_run, replaced_keys
     from experiments.validate import validate
 
     typed = typed_overrides(HydraConfig.get().overrides.task)
@@ -150,6 +150,10 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool) -> dict[str, Any] | No
     if done is not None:  # resume: a re-run redoes only missing, failed or changed jobs
         log.info("job %s is complete, skipped", out.name)
         return done
+    changed = replaced_keys(cfg, out) if multirun else None  # a changed job is redone: not silently
+    if changed is not None:
+        log.warning("job %s: replacing the complete result of an earlier run (%s)", out.name,
+                    f"other {', '.join(changed)}" if changed else "other input files")
     if not multirun and other_run(cfg, out):
         raise OtherRun(f"hydra.run.dir {str(out)!r} holds another run's results (another config, other input "
                        "files, or a sweep); choose another directory or remove them")
@@ -397,6 +401,9 @@ def sweep_failures() -> list[str]:
             jobs, _ = invocation(SESSION.sweep_dir)
         except Exception:  # e.g. a glob() sweep, which only a running app can expand: every job directory
             jobs = None
+        # a job of this command with no directory at all was lost (its launcher never ran it, or the names differ)
+        failed |= {str(SESSION.sweep_dir.resolve() / name) for name in jobs or []
+                   if not (SESSION.sweep_dir / name).is_dir()}
         for d in SESSION.sweep_dir.resolve().iterdir():
             if jobs is not None and d.name not in jobs:
                 continue

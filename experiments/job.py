@@ -106,6 +106,16 @@ def other_run(cfg: DictConfig | dict, out_dir: str | Path) -> bool:
     return not metrics.same_run(m, c, fingerprints(JobSpec.from_config(c))) and m.get("config") != c
 
 
+def replaced_keys(cfg: DictConfig | dict, out_dir: str | Path) -> list[str] | None:
+    """The config keys in which out_dir's complete result differs from this job's ([]: only its input files),
+    or None when out_dir holds no complete result."""
+    m = metrics.read(out_dir)
+    if not isinstance(m, dict) or m.get("status") != metrics.OK:
+        return None
+    c, before = settings(cfg), m.get("config") or {}
+    return sorted(k for k in set(c) | set(before) if c.get(k) != before.get(k))
+
+
 def clear_previous(out_dir: str | Path) -> None:
     """Remove an earlier run's files from a job directory, so that a redone job never sits beside stale ones."""
     for name in OUTPUTS:

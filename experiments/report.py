@@ -31,7 +31,10 @@ def invocation(sweep_dir: str | Path,
     params = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
     hydra = GlobalHydra.instance()  # in a running app: its config loader, which glob() sweeps of a group need
     loader = hydra.config_loader() if hydra.is_initialized() else None
-    parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + list(config.hydra.overrides.task))
+    # the command line as typed, as Hydra's sweeper reads it (`content=${images_root}/x.jpg` is not resolved: the
+    # job's directory is named from that text); the sweeper params resolved, as it reads them
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + list(task))
     batches = BasicSweeper.split_arguments(parsed, None)
     started = path.stat().st_mtime if path.is_file() else None
     return {sweep.dirname(list(job)): list(job) for batch in batches for job in batch}, started

@@ -166,7 +166,7 @@ def counts(df: pd.DataFrame, started: float | None) -> str:
     if started is not None:
         earlier = (status == "ok") & (pd.to_numeric(df["finished_at"], errors="coerce") < started)
         status = status.where(status != "ok", "done").mask(earlier, "skipped (finished earlier)")
-    return f"{len(df)} jobs: " + ", ".join(f"{n} {s}" for s, n in status.value_counts().items())
+    return f"{len(df)} job{'s' * (len(df) != 1)}: " + ", ".join(f"{n} {s}" for s, n in status.value_counts().items())
 
 
 def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
@@ -185,7 +185,8 @@ def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
                      + (" ..." if len(df.attrs["others"]) > 5 else ""))
     more = held(df) if all(axes(df)) else {}
     if more:  # a pivot or a grid has two axes: a third swept key would silently pick one job per cell
-        shown = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in more.items()}
+        shown = {k: "null" if v is None else int(v) if isinstance(v, float) and v.is_integer() else v
+                 for k, v in more.items()}
         lines.append("the pivots and the grid show " + ", ".join(f"{k} = {v}" for k, v in shown.items())
                      + f" only, of {len(df)} jobs; report.csv has every job")
     for metric, table in pivots(df).items():

@@ -7,6 +7,7 @@ folders get two directories.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from nst.metrics import NOT_RESULT_KEYS
@@ -34,7 +35,7 @@ def short_hash(text: str) -> str:
 
 def format_value(text: str) -> str:
     """An override's value made readable in a directory name: 1e3 -> 1e+03, [0,1,2] -> 0-1-2, a/b.jpg -> b~hash."""
-    text = text.strip()
+    text = re.sub(r"\\(.)", r"\1", text.strip())  # Hydra's escapes in a swept value's text: $\{a\:b\} -> ${a:b}
     if text.startswith("[") and text.endswith("]"):
         return "-".join(format_value(t) for t in text[1:-1].split(",") if t.strip()) or "none"
     try:
@@ -42,6 +43,9 @@ def format_value(text: str) -> str:
     except ValueError:
         if is_path(text):
             return f"{Path(text.rstrip('/')).stem}~{short_hash(text)}"
+        if "${" in text:  # an interpolation (content=${embedded:grace_hopper}): its words, and the hash
+            words = re.sub(r"[^\w.-]+", "_", text).strip("_")
+            return f"{words}~{short_hash(text)}"
         return text
     if number.is_integer() and abs(number) < 1000 and "e" not in text.lower():
         return str(int(number))

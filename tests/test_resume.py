@@ -38,6 +38,7 @@ def test_same_named_files_changed_bytes_and_other_runs(tmp_path):
     assert (a / "result.png").stat().st_mtime_ns == before[a] and (b / "result.png").stat().st_mtime_ns != before[b]
     assert metrics(b)["inputs"]["style_0"] != metrics(a)["inputs"]["style_0"]
     assert "1 done" in r.stdout and "1 skipped" in r.stdout
+    assert f"job {b.name}: replacing the complete result of an earlier run (other input files)" in r.stdout + r.stderr
 
     # another command into the same directory: its report holds its own jobs only and says the rest are others'
     r = run_cli("experiments.transfer", "-m", *TINY, "beta=1e2,1e4", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
@@ -78,3 +79,14 @@ def test_a_failed_single_run_leaves_its_directory_free_and_a_refused_one_untouch
     (mine / "multirun.yaml").write_text("hydra: {}\n")  # a sweep's directory
     r = run_cli("experiments.transfer", *TINY, f"hydra.run.dir={mine}", cwd=tmp_path)
     assert r.returncode == 2 and "holds another run's results" in r.stderr and not (mine / "result.png").exists()
+
+
+@pytest.mark.slow
+def test_an_interpolated_override_names_its_directory_as_the_report_does(tmp_path):
+    # the job's directory is named from the text as typed, and so is the report's list of this command's jobs
+    sweep = tmp_path / "sweep"
+    r = run_cli("experiments.transfer", "-m", *TINY, "beta=1e2,1e3", "content=${embedded:grace_hopper}",
+                f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert r.returncode == 0 and "2 jobs: 2 done" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    report = pd.read_csv(sweep / "report.csv")
+    assert set(report["status"]) == {"ok"} and all("content=embedded_grace_hopper~" in j for j in report["job"])
