@@ -61,7 +61,9 @@ def cli(argv: list[str] | None = None, *, draw: bool = False) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # a bug: one line, as experiments.app gives it
-        print(f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        from experiments.app import describe_job_error
+
+        print(f"error: {describe_job_error(e)}", file=sys.stderr)
         return 1
     return 0
 

@@ -25,11 +25,11 @@ def conv_indices(arch: str) -> str:
 
 def jobs_for_threads(threads: int | None) -> int:
     """How many parallel jobs keep jobs x threads = cores (threads None, i.e. all cores per job: one job)."""
-    cores = os.cpu_count() or 1
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        value = f"'{threads}'" if isinstance(threads, str) else str(threads).replace(" ", "")
-        raise ValueError(f"threads {value} must be an integer >= 1 (or null)")  # as experiments/validate.py says it
-    return 1 if threads is None else max(1, cores // threads)
+    from experiments.validate import number
+
+    # checked and worded as validate does: the launcher may resolve this before any job is validated
+    number("threads", threads, low=1, integer=True, null=True)
+    return 1 if threads is None else max(1, (os.cpu_count() or 1) // threads)
 
 
 def register() -> None:

@@ -109,6 +109,11 @@ def _number(c: _Check, key: str, *, low: float = 0.0, strict: bool = False, null
         raise c.fail(key, f"must be {kind} {bound}" + (" or null" if null else ""))
 
 
+def number(key: str, value: Any, **rules: Any) -> None:
+    """One number outside a job's config (e.g. a resolver's argument), checked and worded as validate does."""
+    _number(_Check({key: value}, None), key, **rules)
+
+
 def _choice(c: _Check, key: str, choices: tuple | list, *, null: bool = False) -> None:
     value = c.get(key)
     if value is None and null or value in choices and isinstance(value, (str, type(None))):
