@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from nst.report import axes, plane, sort_key  # noqa: E402
+from nst.report import axes, held_text, plane, sort_key  # noqa: E402
 from nst.sweep import NAMES_COLUMNS  # noqa: E402
 
 LABELS = {"beta": "β", "alpha": "α", "ratio": "α/β", "style_layers": "style layers", "content_layers": "content layers",
@@ -83,7 +83,8 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
     rows_key, cols_key = axes(df)
     if rows_key is None or cols_key is None:
         raise ValueError(f"a grid needs two swept keys; this sweep varies {df.attrs.get('swept')}")
-    df = plane(df)  # a third swept key at its first value (the report's summary says so)
+    held = held_text(df)  # a third swept key at its first value, said in the title (and the report's summary)
+    df = plane(df)
     rows = sorted(df[rows_key].unique(), key=sort_key)
     cols = sorted(df[cols_key].unique(), key=sort_key)
     aspect = _aspect(df, sweep_dir)
@@ -105,7 +106,8 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
                 ax.set_title(_value_label(cols_key, c), fontsize=9)
             if j == 0:
                 ax.set_ylabel(_layers_label(match.iloc[0], rows_key) if job is not None else str(r), fontsize=7)
-    right.suptitle(f"rows: {LABELS.get(rows_key, rows_key)}, columns: {LABELS.get(cols_key, cols_key)}", fontsize=10)
+    right.suptitle(f"rows: {LABELS.get(rows_key, rows_key)}, columns: {LABELS.get(cols_key, cols_key)}"
+                   + (f"; {held}" if held else ""), fontsize=10)
     return _save(fig, sweep_dir / "grid")
 
 

@@ -139,6 +139,12 @@ def held(df: pd.DataFrame) -> dict[str, object]:
     return {k: None if df[k].isna().any() else sorted(df[k].unique(), key=sort_key)[0] for k in more}
 
 
+def held_text(df: pd.DataFrame) -> str:
+    """held(df) as "seed = 0, tap = null" ("" when nothing is held)."""
+    return ", ".join(f"{k} = {'null' if v is None else int(v) if isinstance(v, float) and v.is_integer() else v}"
+                     for k, v in held(df).items())
+
+
 def plane(df: pd.DataFrame) -> pd.DataFrame:
     """The jobs of the pivots and the grid: every swept key beyond the two axes at its first value."""
     attrs, picked = df.attrs, df
@@ -183,12 +189,9 @@ def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
         lines.append(f"warning: {len(df.attrs['others'])} other job directories in {sweep_dir} belong to other "
                      f"runs and are not in this report: {', '.join(df.attrs['others'][:5])}"
                      + (" ..." if len(df.attrs["others"]) > 5 else ""))
-    more = held(df) if all(axes(df)) else {}
+    more = held_text(df) if all(axes(df)) else ""
     if more:  # a pivot or a grid has two axes: a third swept key would silently pick one job per cell
-        shown = {k: "null" if v is None else int(v) if isinstance(v, float) and v.is_integer() else v
-                 for k, v in more.items()}
-        lines.append("the pivots and the grid show " + ", ".join(f"{k} = {v}" for k, v in shown.items())
-                     + f" only, of {len(df)} jobs; report.csv has every job")
+        lines.append(f"the pivots and the grid show {more} only, of {len(df)} jobs; report.csv has every job")
     for metric, table in pivots(df).items():
         write_text(sweep_dir / f"pivot_{metric}.csv", table.to_csv())
         lines += [f"{metric} (rows {table.index.name}, columns {table.columns.name}):",
