@@ -5,8 +5,9 @@
 The paper layer set (content relu4_2, style relu1_1 ... relu5_1, loss=paper, avg pooling, original weights) on
 tubingen + composition_vii (the embedded images when ../shared/images is absent), white-noise start. Per size
 and precision: median seconds per iteration over --repeats runs of --steps iterations (after one warm-up run,
-which also lets cuDNN pick its kernels), peak memory of the run (CUDA: max_memory_allocated), and the final
-total loss relative to fp32's after the same iterations.
+which also lets cuDNN pick its kernels), the evaluations of the last run (a line search that struggles, e.g. with
+a noisy loss, costs evaluations per iteration), peak memory of the run (CUDA: max_memory_allocated), and the
+final total loss relative to fp32's after the same iterations.
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def images(root: Path) -> tuple[Path, Path]:
 
 
 def measure(net, prep, content: Path, style: Path, size: int, precision: str, steps: int, repeats: int,
-            device: torch.device) -> tuple[float, float, float]:
-    """(median s/iteration, peak MiB, final total loss) for one size and precision."""
+            device: torch.device) -> tuple[float, float, float, int]:
+    """(median s/iteration, peak MiB, final total loss, evaluations of the last run) for one size and precision."""
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
     torch.backends.cudnn.benchmark = device.type == "cuda"
     c = load_image(content, size)
@@ -47,13 +48,13 @@ def measure(net, prep, content: Path, style: Path, size: int, precision: str, st
                           convention="paper")
     init = prep(0.5 + 0.1 * torch.randn(c.shape, generator=torch.Generator().manual_seed(0))).to(device)
     optimise(model, init, steps=2, autocast=PRECISIONS[precision])  # warm-up
-    times, loss = [], float("nan")
+    times, loss, evaluations = [], float("nan"), 0
     memory.reset_peak(device)
     for _ in range(repeats):
         r = optimise(model, init, steps=steps, autocast=PRECISIONS[precision])
         times.append(r.seconds / max(1, r.iterations))
-        loss = r.terms["total_loss"]
-    return statistics.median(times), memory.peak_mb(device), loss
+        loss, evaluations = r.terms["total_loss"], r.evaluations
+    return statistics.median(times), memory.peak_mb(device), loss, evaluations
 
 
 def main() -> None:
@@ -71,14 +72,15 @@ def main() -> None:
     content, style = images(args.images)
     print(f"{describe(device)}; {content.stem} + {style.stem}, "
           f"{args.steps} iterations, median of {args.repeats}")
-    print("| size | precision | s/iteration | vs fp32 | peak MiB | final loss vs fp32 |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| size | precision | s/iteration | vs fp32 | evaluations | peak MiB | final loss vs fp32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for size in args.sizes:
         base = None
         for precision in args.precisions:
-            sec, peak, loss = measure(net, prep, content, style, size, precision, args.steps, args.repeats, device)
+            sec, peak, loss, evaluations = measure(net, prep, content, style, size, precision, args.steps,
+                                                   args.repeats, device)
             base = base or (sec, loss)
-            print(f"| {size} | {precision} | {sec:.4f} | {base[0] / sec:.2f}x | {peak:.0f} | "
+            print(f"| {size} | {precision} | {sec:.4f} | {base[0] / sec:.2f}x | {evaluations} | {peak:.0f} | "
                   f"{loss / base[1] - 1:+.1%} |", flush=True)
 
 

@@ -136,13 +136,15 @@ def main(cfg: DictConfig) -> float | None:
         raise JobFailed(e) from e
 
 
-def start_job(cfg: DictConfig, out: Path, multirun: bool) -> dict[str, Any] | None:
+def start_job(cfg: DictConfig, out: Path, multirun: bool, clear: bool = True) -> dict[str, Any] | None:
     """Before a job runs: validate its config (before any image is read), and return its metrics when it is
-    complete already (resume); else make its directory ready (a single run never overwrites another run's)."""
+    complete already (resume); else make its directory ready (a single run never overwrites another run's).
+    clear=False leaves an earlier run's files for the caller to remove when the job's own run ends."""
     from hydra.core.hydra_config import HydraConfig
 
     from experiments.job import clear_previous, finished, other_run, replaced_keys
     from experiments.validate import validate
+    from nst import metrics
 
     typed = typed_overrides(HydraConfig.get().overrides.task)
     validate(resolved(cfg, typed), typed)
@@ -150,14 +152,18 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool) -> dict[str, Any] | No
     if done is not None:  # resume: a re-run redoes only missing, failed or changed jobs
         log.info("job %s is complete, skipped", out.name)
         return done
-    changed = replaced_keys(cfg, out) if multirun else None  # a changed job is redone: not silently
+    damaged = metrics.damage(out) if (metrics.read(out) or {}).get("status") == metrics.OK else None
+    if damaged:
+        log.warning("job %s: %s; the job is redone", out.name, damaged)
+    changed = replaced_keys(cfg, out) if multirun and not damaged else None  # redone: not silently
     if changed is not None:
         log.warning("job %s: replacing the complete result of an earlier run (%s)", out.name,
                     f"other {', '.join(changed)}" if changed else "other input files")
     if not multirun and other_run(cfg, out):
         raise OtherRun(f"hydra.run.dir {str(out)!r} holds another run's results (another config, other input "
                        "files, or a sweep); choose another directory or remove them")
-    clear_previous(out)  # a redone job never leaves an earlier run's files beside its own
+    if clear:
+        clear_previous(out)  # a redone job never leaves an earlier run's files beside its own
     return None
 
 
@@ -170,6 +176,13 @@ def check_sweep(config: DictConfig) -> None:
     share, e.g. beside the swept keys), so that the command is refused in one line, exit 2, before any directory
     is made. Jobs are composed and validated in order until one passes: one, for a sweep without that mistake.
     A sweep that cannot be expanded or composed here is left to the launcher, which says why as before."""
+    try:
+        shared = shared_directory(config)
+    except Exception as e:
+        log.debug("the sweep's directories were not checked before it started: %s: %s", type(e).__name__, e)
+        shared = None
+    if shared is not None:
+        raise JobFailed(shared)
     if str(OmegaConf.select(config, "hydra.launcher._target_") or "").startswith(REMOTE_LAUNCHERS):
         return
     level = log.level
@@ -183,6 +196,28 @@ def check_sweep(config: DictConfig) -> None:
         log.setLevel(level)
     if first is not None:
         raise JobFailed(first)  # a BaseException: Hydra turns a callback's Exception into a warning
+
+
+def shared_directory(config: DictConfig) -> BaseException | None:
+    """The error for a sweep two of whose jobs would write one directory: they differ only in keys that do not
+    name it (threads, max_pixels, ...: nst.metrics.NOT_RESULT_KEYS), or are listed twice; else None."""
+    from experiments.report import expand
+    from experiments.validate import ConfigError
+    from nst import sweep
+
+    seen: dict[str, dict[str, str]] = {}
+    for job in expand(config):
+        name, parsed = sweep.dirname(job), sweep.parse(job)
+        if name in seen:
+            keys = sorted(k for k in parsed.keys() | seen[name].keys() if parsed.get(k) != seen[name].get(k))
+            if not keys:
+                return ConfigError(f"the sweep lists job {name} twice; give each value once")
+            values = ", ".join(f"{k}={seen[name].get(k)} and {k}={parsed.get(k)}" for k in keys)
+            return ConfigError(f"{values}: these jobs would share the directory {name}, as {', '.join(keys)} "
+                               "does not name a job's directory (it does not change the result); run one sweep "
+                               "per value, each in its own hydra.sweep.dir")
+        seen[name] = parsed
+    return None
 
 
 def first_error(config: DictConfig) -> BaseException | None:
@@ -223,7 +258,7 @@ def completed(out: Path) -> bool:
     from nst import metrics
 
     m = metrics.read(out)
-    return isinstance(m, dict) and m.get("status") == metrics.OK and (out / "result.png").is_file()
+    return isinstance(m, dict) and m.get("status") == metrics.OK and metrics.damage(out) is None
 
 
 def record_failure(cfg: DictConfig, out: Path, error: BaseException, status: str = "failed") -> None:
@@ -430,6 +465,11 @@ def entry(config_name: str) -> None:
         # and extend it (e.g. the grid's size, steps and beta axis beside Fig. 3's ratio axis: 100 jobs, not 20)
         print(f"error: {preset}: a preset is a sweep of its own, which experiments.{config_name}'s settings would "
               f"change; run python -m experiments.transfer {preset.lstrip('+')}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    subdir = argv_override("hydra.sweep.subdir")
+    if subdir:  # resume, the report and the exit status find a sweep's jobs by these names (nst/sweep.py)
+        print(f"error: {subdir}: a sweep's job directories are named from their swept values (resume and the "
+              "report find them by these names); choose where the sweep goes with hydra.sweep.dir", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     app = hydra.main(version_base="1.3", config_path="../conf", config_name=config_name)(main)
     try:

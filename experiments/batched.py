@@ -19,7 +19,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
 from experiments import app
-from experiments.job import settings, write_outputs
+from experiments.job import clear_previous, settings, write_outputs
 from nst import metrics
 from nst.batch import run_all
 from nst.inputs import fingerprints
@@ -44,7 +44,8 @@ def prepare(cfg: DictConfig) -> Pending | float | None:
     None for a job that failed here (recorded in its metrics.json)."""
     out = Path(HydraConfig.get().runtime.output_dir)
     try:
-        done = app.start_job(cfg, out, multirun=True)
+        done = app.start_job(cfg, out, multirun=True, clear=False)  # cleared when its batch ends: an interrupt
+        # before then keeps an earlier complete result (a sweep re-run after an edit prepares every job first)
         if done is not None:
             return done["total_loss"]
         c = settings(cfg)
@@ -76,26 +77,30 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
     threads = [job.config["threads"] for _, job in pending if job.config.get("threads") is not None]
     if threads:  # as experiments/job.py does per job; one process runs them all here, so the smallest
         torch.set_num_threads(min(threads))
-    start = time.perf_counter()
+    start, ended = time.perf_counter(), set()
 
     def done(k: int, result: Any) -> None:
         i, job = pending[k]
+        clear_previous(job.out)
         if isinstance(result, BaseException):
             app.fail_in_sweep(job.cfg, job.out, result)
             returns[i].return_value = None
+            ended.add(k)
             return
+        batch = None if result.batch is None else [pending[b][1].out.name for b in result.batch]
         record = metrics.job_metrics(result, job.config, job.inputs, seed=job.spec.seed,
-                                     total_seconds=time.perf_counter() - start)
+                                     total_seconds=result.setup_seconds + result.seconds, batch=batch)
         write_outputs(job.out, job.config, result, record)
         log.info("%s: total %.4g content %.4g style %.4g", job.out.name, record["total_loss"],
                  record["content_loss"], record["style_loss"])
         returns[i].return_value = record["total_loss"]
+        ended.add(k)
 
     try:
         run_all([job.spec for _, job in pending], batch_size=batch_size, memory_mb=memory_mb, done=done)
     except KeyboardInterrupt as e:
-        for i, job in pending:
-            if metrics.read(job.out) is None:
+        for k, (_, job) in enumerate(pending):
+            if k not in ended:  # an earlier complete result is kept; an earlier failure's record is replaced
                 app.record_interrupt(job.cfg, job.out, e, start)
         raise
     return returns

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import pandas as pd
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -19,15 +20,18 @@ def invocation(sweep_dir: str | Path,
                config: DictConfig | None = None) -> tuple[dict[str, list[str]] | None, float | None]:
     """{job directory name: overrides} of the sweep launched with `config` (default: the sweep directory's last
     multirun.yaml) and when it started; (None, None) when unknown, e.g. for a directory not made by Hydra.
-
-    The names are expanded as Hydra's basic sweeper does (sweeper params, then command-line overrides), and
-    named as conf/config.yaml's `hydra.sweep.subdir` does (nst/sweep.py).
-    """
+    The names are as conf/config.yaml's `hydra.sweep.subdir` makes them (nst/sweep.py)."""
     path = Path(sweep_dir) / MULTIRUN_FILE
     if config is None:
         if not path.is_file():
             return None, None
         config = OmegaConf.load(path)
+    started = path.stat().st_mtime if path.is_file() else None
+    return {sweep.dirname(job): job for job in expand(config)}, started
+
+
+def expand(config: DictConfig) -> list[list[str]]:
+    """Each job's overrides, as Hydra's basic sweeper expands the sweep (sweeper params, then the command line)."""
     params = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
     hydra = GlobalHydra.instance()  # in a running app: its config loader, which glob() sweeps of a group need
     loader = hydra.config_loader() if hydra.is_initialized() else None
@@ -35,9 +39,7 @@ def invocation(sweep_dir: str | Path,
     # job's directory is named from that text); the sweeper params resolved, as it reads them
     task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + list(task))
-    batches = BasicSweeper.split_arguments(parsed, None)
-    started = path.stat().st_mtime if path.is_file() else None
-    return {sweep.dirname(list(job)): list(job) for batch in batches for job in batch}, started
+    return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
 def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | None = None) -> str:
@@ -57,13 +59,18 @@ def cli(argv: list[str] | None = None, *, draw: bool = False) -> int:
     args = parser.parse_args(argv)
     try:
         print(publish(args.sweep_dir, draw=draw))
-    except (FileNotFoundError, ValueError) as e:
+        status = pd.read_csv(Path(args.sweep_dir) / "report.csv", usecols=["status"])["status"]
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # a bug: one line, as experiments.app gives it
         from experiments.app import describe_job_error
 
         print(f"error: {describe_job_error(e)}", file=sys.stderr)
+        return 1
+    bad = int((status != "ok").sum())
+    if bad:  # as the sweep's own command: a report of failed, missing or interrupted jobs is not a success
+        print(f"error: {bad} job{'s' * (bad > 1)} of {len(status)} not ok (above)", file=sys.stderr)
         return 1
     return 0
 

@@ -219,7 +219,8 @@ def structure(arch: str, weights: str, pooling: str):
 BYTES_PER_PIXEL_BOUND = 16_384  # above any network's need here (VGG19, paper layers, L-BFGS history 100: ~5 KB)
 
 
-def _memory(c: _Check, net: Any, layers: list, size: tuple[int, int], plan: list | None) -> None:
+def _memory(c: _Check, net: Any, layers: list, size: tuple[int, int], plan: list | None,
+            content_layers: list) -> None:
     """Refuse up front a job whose estimated peak memory exceeds what its device has free (nst/memory.py)."""
     from nst.memory import available_mb, held_pairs, job_estimate_mb
     from nst.run import resolve_device
@@ -233,7 +234,8 @@ def _memory(c: _Check, net: Any, layers: list, size: tuple[int, int], plan: list
     if net is None or not layers or free is None or pixels * BYTES_PER_PIXEL_BOUND < free * 2**20:
         return  # nothing to estimate, or far from the limit (the estimate's first meta pass costs ~1-3 s)
     opt, steps = c.get("optimizer"), max(p[1] for p in plan) if plan else c.get("steps")
-    need = job_estimate_mb(net, layers, size, tap=c.get("tap"), loss=c.get("loss"), optimizer=opt, steps=steps)
+    need = job_estimate_mb(net, layers, size, tap=c.get("tap"), loss=c.get("loss"), optimizer=opt, steps=steps,
+                           content_layers=content_layers)
     if need > free:
         raise c.fail("multiscale" if plan else "size",
                      f"gives a {size[0]}x{size[1]} image that needs an estimated {need / 1024:.1f} GiB on {device}, "
@@ -472,7 +474,7 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
         raise c.fail(key, f"gives a {target[0]}x{target[1]} image = {target[0] * target[1]:,} pixels, over "
                           f"max_pixels {budget:,}; use a smaller size or raise max_pixels")
     _upscale_warning("content", content, native, target, f"size={long_side}")
-    _memory(c, net, content_layers + style_layers, target, plan)
+    _memory(c, net, content_layers + style_layers, target, plan, content_layers)
 
     styles = list(as_tuple(c.get("style")))
     if style_layers:

@@ -87,6 +87,9 @@ def run_all(specs: Sequence[JobSpec], *, batch_size: int = 32, memory_mb: float 
                     raise
                 except Exception as e:  # the group's set-up broke (e.g. an image gone): its jobs fail with it
                     broken = e.with_traceback(None)  # no traceback: its frames hold the models
+                else:
+                    if isinstance(result, JobResult) and result.batch is not None:
+                        result.batch = [group[b] for b in result.batch]  # the group's positions -> run_all's
             done(i, result if broken is None else broken)
 
 
@@ -224,6 +227,9 @@ def run_group(specs: Sequence[JobSpec], memory_mb: float | None = None) -> Itera
     for k in range(0, len(specs), n):
         try:
             results = _optimise(specs[k:k + n], models[k:k + n], prep, images, size, device, start)
+            for result in results:
+                if isinstance(result, JobResult):
+                    result.batch = list(range(k, min(k + n, len(specs))))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as e:  # the batch broke (e.g. out of memory): its own jobs fail with it, the next runs
@@ -240,8 +246,9 @@ def fitting(models: Sequence[StyleTransfer], size: tuple[int, int], history: int
     if free is None or len(models) == 1:
         return len(models)
     targets = models[0].targets
+    content = [layer for m in models for layer in m.targets.content_layers]
     per_job = memory.batch_job_mb(targets.encoder.cnn, group_layers(models), targets.convention.tap, size,
-                                  history=history)
+                                  history=history, content_layers=content)
     shared = memory.weights_mb(targets.encoder.cnn) if memory_mb is not None else 0.0  # else already taken
     fit = max(1, min(len(models), int((free - shared) // per_job)))
     if fit < len(models):
@@ -276,8 +283,7 @@ def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: A
     out: list[JobResult | BaseException] = []
     for j, (spec, model) in enumerate(zip(specs, models)):
         if result.status[j] == "failed":
-            out.append(NonFiniteLoss(f"loss became {result.loss[j]} at iteration {result.iterations[j]}; "
-                                     "lower the learning rate or the loss weights"))
+            out.append(NonFiniteLoss(f"{result.reason[j]}; lower the learning rate or the loss weights"))
             continue
         try:
             image = result.x[j:j + 1]

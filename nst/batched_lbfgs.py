@@ -267,7 +267,10 @@ def minimize(fn: Objective, x0: Tensor, *, steps: int, lr: float = 1.0, history_
                 first = slots is None
                 if first and rescale:  # nst/engine.py's scale c = max(1, |g_0|_2 / GRADIENT_CAP) (see there why)
                     (g,) = torch.autograd.grad(losses.sum(), x)
-                    scale[i] = (g.norm(dim=-1) / GRADIENT_CAP).clamp(min=1.0)
+                    # the norm in float64 as nst/engine.py: in fp32 it overflows to inf at large weights (alpha=1e20
+                    # at 32 px), which made the scale inf, the gradient 0 and the job "stopped" at its start point
+                    norm = torch.linalg.vector_norm(g, dim=-1, dtype=torch.float64)
+                    scale[i] = (norm / GRADIENT_CAP).clamp(min=1.0).to(X.dtype)
                     g = g / scale[i][:, None]
                     f = losses.detach() / scale[i]
                 else:

@@ -91,8 +91,11 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
     fig = plt.figure(figsize=(CELL * (len(cols) + 1.3), CELL * aspect * len(rows) + 0.6), layout="constrained")
     left, right = fig.subfigures(1, 2, width_ratios=[1, len(cols)])
     side = left.subplots(2, 1)
-    _show(side[0], Path(content) if content else None, "content")
-    _show(side[1], Path(style) if style else None, "style")
+    for ax, path, name in ((side[0], content, "content"), (side[1], style, "style")):
+        if path:
+            _show(ax, Path(path), name)
+        else:  # differs between the jobs, or unused: no panel
+            ax.axis("off")
     cells = right.subplots(len(rows), len(cols), squeeze=False)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
@@ -151,14 +154,20 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
     return _save(fig, sweep_dir / "losses")
 
 
+def _shared(df: pd.DataFrame, column: str) -> str | None:
+    """The one value the jobs have in `column` (a path), else None."""
+    values = df[column].dropna().unique() if column in df else []
+    return values[0] if len(values) == 1 and isinstance(values[0], str) else None
+
+
 def all_figures(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
     """The figures a sweep calls for: a grid for two axes, a strip for one, loss curves always."""
     sweep_dir = Path(sweep_dir)
     rows_key, cols_key = axes(df)
-    known = df.dropna(subset=["content_image"]) if "content_image" in df else df.iloc[:0]
-    first = known.iloc[0] if len(known) else {}
-    cfg_paths = {"content": first.get("content_image"), "style": first.get("style_image")}
-    cfg_paths = {k: v if isinstance(v, str) else None for k, v in cfg_paths.items()}
+    # the input panels beside a grid: an image every job shares; none for one that differs between jobs (a swept
+    # content or style: one panel would claim it for every cell), nor a style no job uses (content only)
+    styled = df[df["style_layers"] != "none"] if "style_layers" in df else df
+    cfg_paths = {"content": _shared(df, "content_image"), "style": _shared(styled, "style_image")}
     out = []
     if rows_key and cols_key:
         out += grid(df, sweep_dir, **cfg_paths)

@@ -6,8 +6,11 @@ image as saved (`saved/total_loss`, ...: clamped to [0, 1] and rounded to 8 bits
 `content_psnr`, `steps` (iterations run), `stop_reason` (null unless it stopped early), `evaluations`,
 `seconds`, `seconds_per_iteration`, `setup_seconds`, `total_seconds`, `peak_memory_mb`, `device`, `seed`,
 `beta_used`, `width`, `height`, `layers` (requested layer -> readable name), `inputs` (sha256 prefix of every
-input file's bytes), `finished_at`, `versions` and the resolved `config`. A failed or interrupted job has
-`status` "failed" or "interrupted", `error`, `versions` and `config`. The file is written last, atomically.
+input file's bytes), `finished_at`, `versions`, the resolved `config` and `batch`: null for a job optimised
+alone, else the job directories of its batch (hydra/launcher=batched; itself included), whose rounding its result
+depends on; `seconds` is then the batch's, and `total_seconds` its set-up and optimisation. A failed or
+interrupted job has `status` "failed" or "interrupted", `error`, `versions` and `config`. The file is written
+last, atomically.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ def versions() -> dict[str, str]:
 
 
 def job_metrics(result: Any, config: dict[str, Any], inputs: dict[str, str], *, seed: int,
-                total_seconds: float) -> dict[str, Any]:
+                total_seconds: float, batch: list[str] | None = None) -> dict[str, Any]:
     """The metrics.json of a finished job (`result` an nst.run.JobResult)."""
     return {
         "status": OK, **result.terms, **{f"saved/{k}": v for k, v in result.saved_terms.items()},
@@ -55,6 +58,7 @@ def job_metrics(result: Any, config: dict[str, Any], inputs: dict[str, str], *, 
         "peak_memory_mb": result.peak_memory_mb, "device": result.device, "seed": seed,
         "beta_used": result.beta, "width": result.size[0], "height": result.size[1], "layers": result.layers,
         "inputs": inputs, "finished_at": time.time(), "versions": versions(), "config": config,
+        "batch": batch,
     }
 
 
@@ -91,5 +95,21 @@ def same_run(metrics: dict[str, Any], config: dict[str, Any], inputs: dict[str, 
 def finished(out_dir: str | Path, config: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any] | None:
     """The metrics of a job completed in out_dir with this config and inputs, else None (resume redoes it)."""
     m = read(out_dir)
-    ok = m is not None and m.get("status") == OK and (Path(out_dir) / "result.png").is_file()
+    ok = m is not None and m.get("status") == OK and damage(out_dir) is None
     return m if ok and same_run(m, config, inputs) else None
+
+
+def damage(out_dir: str | Path) -> str | None:
+    """Why out_dir's result.png is no whole image (missing, empty, truncated: a disk that filled, a copy cut
+    short), else None. Pillow's verify reads the PNG's chunks and checks their CRCs; nothing is decoded."""
+    from PIL import Image
+
+    path = Path(out_dir) / "result.png"
+    if not path.is_file():
+        return "result.png is missing"
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception as e:
+        return f"result.png is damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'})"
+    return None

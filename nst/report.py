@@ -74,7 +74,11 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str
     row |= {k: v for k, v in m.items() if k.startswith(("content/", "style/"))}
     for key in TAIL:
         row[key] = m.get(key)
-    row["result"] = str((job_dir / "result.png").relative_to(sweep_dir)) if (job_dir / "result.png").is_file() else ""
+    damage = metrics.damage(job_dir) if row["status"] == metrics.OK else None
+    if damage:  # its metrics.json says ok, its image is not whole: a re-run of the sweep redoes it
+        row["status"], row["error"] = "damaged", damage
+    row["result"] = "" if damage or not (job_dir / "result.png").is_file() else \
+        str((job_dir / "result.png").relative_to(sweep_dir))
     row["content_image"], row["style_image"] = cfg.get("content"), first_style(cfg.get("style"))
     return row
 
@@ -96,6 +100,8 @@ def build(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None) -> pd
     other job directories found there are left out and listed in `df.attrs["others"]`. None: every job directory.
     """
     sweep_dir = Path(sweep_dir)
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise NotADirectoryError(f"{str(sweep_dir)!r} is a file, not a sweep directory")
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep directory {str(sweep_dir)!r} does not exist")
     found = job_dirs(sweep_dir)
@@ -194,8 +200,11 @@ def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
         lines.append(f"the pivots and the grid show {more} only, of {len(df)} jobs; report.csv has every job")
     for metric, table in pivots(df).items():
         write_text(sweep_dir / f"pivot_{metric}.csv", table.to_csv())
+        if table.isna().all(axis=None):  # no job of the plane finished (e.g. all interrupted): nothing to show
+            continue
         lines += [f"{metric} (rows {table.index.name}, columns {table.columns.name}):",
                   table.to_string(float_format=lambda v: f"{v:.3g}")]
     failed = df[df["status"] != "ok"]
-    lines += [f"{r.job}: {r.status} {r.error or ''}".rstrip() for r in failed.itertuples()]
+    lines += [f"{r.job}: {r.status} {r.error if isinstance(r.error, str) else ''}".rstrip()
+              for r in failed.itertuples()]
     return df, "\n".join(lines)

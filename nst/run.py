@@ -45,6 +45,7 @@ class JobResult:
     device: str
     stop_reason: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    batch: list[int] | None = None  # optimised in one batch with these jobs (indices, itself included); None: alone
 
 
 def resolve_device(name: str) -> torch.device:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from nst.assets.painting import draw
 from tests.conftest import run_cli
 
 TINY = ["size=32", "steps=2", "progress=false"]
@@ -167,6 +168,31 @@ def test_a_sweep_whose_every_job_is_bad_is_refused_before_it_starts(tmp_path):
     assert not sweep.exists()
 
 
+@pytest.mark.parametrize("overrides, expected", [
+    (["threads=1,2"], "threads=1 and threads=2: these jobs would share the directory beta=100,size=24,steps=2"),
+    (["max_pixels=1e6,2e6"], "as max_pixels does not name a job's directory"),
+    (["beta=1e2,1e2"], "the sweep lists job beta=100,size=24,steps=2 twice"),
+    (["hydra.sweep.subdir=${hydra.job.num}"], "hydra.sweep.subdir=${hydra.job.num}: a sweep's job directories are "
+                                              "named from their swept values"),
+    (["hydra/launcher=batched", "hydra.launcher.batch_size=0"], "hydra.launcher.batch_size 0 must be an integer"),
+    (["hydra/launcher=batched", "hydra.launcher.memory_mb=-5"], "hydra.launcher.memory_mb -5 must be a number"),
+], ids=["threads", "max_pixels", "twice", "subdir", "batch_size", "memory_mb"])
+def test_a_sweep_that_would_lose_jobs_or_its_record_is_refused_untouched(tmp_path, overrides, expected):
+    """Jobs that would share one directory (the second skipped as complete, or overwriting the first), and bad
+    launcher settings: refused before the sweeper writes multirun.yaml (it overwrote an existing sweep's)."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("an earlier sweep's record\n")
+    beta = [] if any(o.startswith("beta=") for o in overrides) else ["beta=1e2"]
+    r = run_cli("experiments.transfer", "-m", "size=24", "steps=2", *beta, *overrides,
+                f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], r.stderr[-2000:]
+    assert sorted(p.name for p in sweep.iterdir()) == ["multirun.yaml"]
+    assert (sweep / "multirun.yaml").read_text() == "an earlier sweep's record\n"
+
+
 def test_the_full_trace_is_there_when_asked_for(tmp_path):
     env = dict(os.environ, HYDRA_FULL_ERROR="1")
     r = subprocess.run([sys.executable, "-m", "experiments.transfer", *TINY, "sizee=128",
@@ -228,6 +254,37 @@ def test_interrupted_sweep_keeps_finished_jobs_and_reports_them(tmp_path, sig, c
     assert not jobs(sweep, "steps", 3)
     report = pd.read_csv(sweep / "report.csv").set_index("job")
     assert report.loc[first.name, "status"] == "ok" and report.loc[second.name, "status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_an_interrupted_batched_rerun_keeps_the_results_it_was_to_replace(tmp_path):
+    """The batched launcher prepares every job before any runs: an earlier complete result is removed when its
+    job's new run ends, not before, so a Ctrl-C during the batch keeps them all (it removed them all before)."""
+    sweep, content = tmp_path / "sweep", tmp_path / "c.png"
+    draw(width=64, height=48, seed=1).save(content)
+    args = ["-m", "size=32", "steps=100", "progress=false", "beta=1e2,1e4", f"content={content}",
+            "hydra/launcher=batched", f"hydra.sweep.dir={sweep}"]
+    r = run_cli("experiments.transfer", *args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    before = {d: (d / "result.png").read_bytes() for d in sweep.iterdir() if (d / "result.png").is_file()}
+    assert len(before) == 2
+    draw(width=64, height=48, seed=2).save(content)  # new bytes: both jobs are redone
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.transfer", *args], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    out = ""
+    while out.count("replacing the complete result") < 2 and proc.poll() is None:
+        out += proc.stdout.readline()  # both prepared: the batch is next
+    time.sleep(1)  # into the batch (100 iterations of two jobs)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=300)
+    out += rest
+    assert proc.returncode == 130, out[-2000:]
+    assert out.count("replacing the complete result of an earlier run (other input files)") == 2, out[-2000:]
+    for d, png in before.items():
+        assert (d / "result.png").read_bytes() == png
+        assert json.loads((d / "metrics.json").read_text())["status"] == "ok"
 
 
 # ------------------------------------------------------------------------------------ in process: fast checks

@@ -1,6 +1,7 @@
 """nst.batch.GroupLoss: a group's jobs evaluated in one batched pass give each job's own loss terms."""
 import logging
 import math
+import re
 
 import pytest
 import torch
@@ -116,3 +117,13 @@ def test_a_batch_that_breaks_fails_its_own_jobs_and_the_sweep_goes_on(tmp_path):
     assert sorted(results) == [0, 1, 2, 3]
     assert all(isinstance(results[k], OSError) and "gone.png" in str(results[k]) for k in (0, 1))
     assert all(isinstance(results[k], JobResult) and results[k].iterations == 3 for k in (2, 3))
+
+
+def test_a_batched_job_that_diverges_fails_alone_with_the_value_it_reached():
+    """The failure names the non-finite loss, as a solo run does (it named the last finite one before)."""
+    fixed = ["optimizer.line_search=null", "optimizer.lr=1e4", "steps=10"]  # no line search: steps overshoot
+    results = run_all_results(specs_of(["beta=1e9", *fixed], ["beta=1e3", *fixed], ["beta=1e3"]))
+    for k in (0, 1):
+        assert isinstance(results[k], ArithmeticError), results[k]
+        assert re.match(r"loss became (inf|nan) at iteration \d+; lower", str(results[k])), str(results[k])
+    assert isinstance(results[2], JobResult) and results[2].iterations == 3

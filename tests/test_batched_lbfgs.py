@@ -198,6 +198,22 @@ def test_rescale_matches_engine_scaling():
         assert r.loss[b] == pytest.approx(f(ref).item(), rel=1e-6)  # reported unscaled
 
 
+def test_rescale_survives_a_gradient_whose_fp32_norm_overflows():
+    """|g_0|_2 is taken in float64 as nst/engine.py does: in fp32 it overflowed to inf (a sum of squares above
+    3.4e38), which made the scale inf, the gradient 0 and the problem "stopped" at its start point."""
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 64, generator=gen)
+    weight = torch.tensor([1.0, 1e19])  # problem 1: gradient entries ~2e19, |g|^2 ~1e40 in fp32 = inf
+    x0 = torch.zeros(2, 64)
+    fn = lambda x, i: weight[i] * ((x - target[i]) ** 2).sum(-1)  # noqa: E731
+    assert torch.isinf((2 * weight[1] * (x0[1] - target[1])).norm())
+    r = minimize(fn, x0, steps=5, rescale=True)
+    for b in range(2):
+        start = fn(x0[b:b + 1], torch.tensor([b])).item()
+        assert r.status[b] != "failed" and r.iterations[b] >= 1, r.reason[b]  # the bug: 0 iterations, "stopped"
+        assert r.loss[b] < 1e-6 * start
+
+
 def test_no_line_search_reports_the_final_point_and_zero_steps():
     x0, target, weight = gram_problems(2)
     fn = lambda x, i: gram_loss(x, target[i], weight[i])  # noqa: E731

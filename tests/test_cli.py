@@ -96,6 +96,9 @@ def test_failed_job_is_reported_and_the_sweep_goes_on(tmp_path):
     assert report.loc["0", "status"] == "ok"
     assert report.loc["99", "status"] == "failed" and "layer index 99" in report.loc["99", "error"]
     assert (sweep / "strip.png").is_file()
+    r = run_cli("experiments.report", str(sweep))  # as the sweep's command: not a success
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == ["error: 1 job of 2 not ok (above)"], r.stderr
+    assert "style_layers=99: failed " in r.stdout, r.stdout
 
 
 @pytest.mark.slow

@@ -1,4 +1,6 @@
 """The same tiny grid through Hydra's basic launcher, submitit_local and joblib gives the same report."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -43,4 +45,7 @@ def test_batched_launcher_matches_the_basic_report(basic, tmp_path):
     for job in ours["job"]:
         assert {p.name for p in (tmp_path / job).iterdir()} >= {".hydra", "result.png", "history.csv",
                                                                  "config.yaml", "metrics.json"}
+        m = json.loads((tmp_path / job / "metrics.json").read_text())
+        assert sorted(m["batch"]) == sorted(ours["job"])  # the batch its rounding depends on
+        assert m["total_seconds"] == pytest.approx(m["setup_seconds"] + m["seconds"])
     assert (tmp_path / "grid.png").is_file()

@@ -61,6 +61,28 @@ def test_a_single_run_never_overwrites_another_runs_results(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_damaged_result_is_reported_and_redone(tmp_path):
+    """A result.png cut short (a full disk, a copy interrupted) beside an ok metrics.json: the report says so and
+    exits 1 (it failed in the strip's drawing before), and the sweep's re-run redoes that job alone."""
+    sweep = tmp_path / "sweep"
+    args = ["experiments.transfer", "-m", *TINY, "beta=1e2,1e4", f"hydra.sweep.dir={sweep}"]
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    cut, whole = sorted(d for d in sweep.iterdir() if (d / "result.png").is_file())
+    png = (cut / "result.png").read_bytes()
+    (cut / "result.png").write_bytes(png[:len(png) // 2])
+    r = run_cli("experiments.report", str(sweep), cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"{cut.name}: damaged result.png is damaged" in r.stdout, r.stdout
+    assert pd.read_csv(sweep / "report.csv").set_index("job").loc[cut.name, "status"] == "damaged"
+    kept = (whole / "result.png").stat().st_mtime_ns
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"job {cut.name}: result.png is damaged" in r.stdout + r.stderr and "1 done, 1 skipped" in r.stdout
+    assert len((cut / "result.png").read_bytes()) > len(png) // 2 and metrics(cut)["status"] == "ok"
+    assert (whole / "result.png").stat().st_mtime_ns == kept
+
+
+@pytest.mark.slow
 def test_a_failed_single_run_leaves_its_directory_free_and_a_refused_one_untouched(tmp_path):
     run_dir = tmp_path / "run"
     r = run_cli("experiments.transfer", *TINY, "steps=1.5", f"hydra.run.dir={run_dir}", cwd=tmp_path)

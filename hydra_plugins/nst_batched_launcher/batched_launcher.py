@@ -35,17 +35,19 @@ class BatchedLauncher(Launcher):
         self.hydra_context: Optional[HydraContext] = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config, self.hydra_context = config, hydra_context
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from experiments.batched import launch
+        """Checks the settings here, before the sweeper writes the sweep's multirun.yaml (launch is after)."""
         from experiments.validate import ConfigError
 
-        assert self.config is not None and self.hydra_context is not None
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"hydra.launcher.batch_size {self.batch_size!r} must be an integer >= 1")
         if self.memory_mb is not None and not 0 < self.memory_mb < float("inf"):
             raise ConfigError(f"hydra.launcher.memory_mb {self.memory_mb:g} must be a number of MiB > 0, or null "
                               "(what the device has free)")
+        self.config, self.hydra_context = config, hydra_context
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from experiments.batched import launch
+
+        assert self.config is not None and self.hydra_context is not None
         return launch(self.hydra_context, self.config, job_overrides, initial_job_idx, self.batch_size,
                       self.memory_mb)

@@ -24,6 +24,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from hydra_plugins.nst_slurm_launcher import resources, watch
@@ -62,9 +63,15 @@ class NstSlurmLauncher(SlurmLauncher):
         super().__init__(**params)
         self.pending_notice_s = pending_notice_s
 
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        """submitit's setup, then the request checked: here, before the sweeper writes multirun.yaml (a refused
+        sweep into an existing sweep's directory would overwrite it; launch is after)."""
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.request = self.checked_request()
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
-        request, partition = self.checked_request()
+        request, partition = self.request
         jobs = [self.job(idx, list(o)) for idx, o in enumerate(job_overrides, start=initial_job_idx)]
         done = {j.idx: self.finished(j) for j in jobs}
         returns = {idx: self.job_return(jobs[idx - initial_job_idx], m) for idx, m in done.items() if m is not None}
