@@ -89,6 +89,7 @@ def resolved(cfg: DictConfig, typed: dict[str, str]) -> dict[str, Any]:
     cannot be resolved is a ConfigError naming its key."""
     from omegaconf.errors import OmegaConfBaseException
 
+    from experiments.job import expand_paths
     from experiments.validate import ConfigError
 
     try:
@@ -104,7 +105,7 @@ def resolved(cfg: DictConfig, typed: dict[str, str]) -> dict[str, Any]:
         why = re.sub(r"^\w+ raised while resolving interpolation: ", "", why).strip("'\"")
         raise ConfigError(f"{key} {value} cannot be resolved: {why}".strip()) from None
     c.pop("hydra", None)
-    return c
+    return expand_paths(c)
 
 
 def main(cfg: DictConfig) -> float | None:
@@ -274,15 +275,17 @@ def record_failure(cfg: DictConfig, out: Path, error: BaseException, status: str
         log.error("job %s: could not record the failure in %s: %s", out.name, out, e)
 
 
-def record_interrupt(cfg: DictConfig, out: Path, error: KeyboardInterrupt, started: float) -> None:
-    """An interrupted job: metrics.json says "interrupted"; a result.png this run wrote without its metrics.json
-    (interrupted between the two) is removed. A complete job (finished just now, or earlier) is left as it is."""
+def record_interrupt(cfg: DictConfig, out: Path, error: KeyboardInterrupt, started: float,
+                     before_start: bool = False) -> None:
+    """An interrupted job: metrics.json says "interrupted" (before_start: before it started, a batched launcher's
+    later job); a result.png this run wrote without its metrics.json (interrupted between the two) is removed.
+    A complete job (finished just now, or earlier) is left as it is."""
     if completed(out):
         return
     result = out / "result.png"
     if result.is_file() and result.stat().st_mtime >= started - 1:  # 1 s: file systems with coarse times
         result.unlink(missing_ok=True)
-    stop = InterruptedJob(interrupt_line(error))
+    stop = InterruptedJob("interrupted before it started" if before_start else interrupt_line(error))
     record_failure(cfg, out, stop, status="interrupted")
 
 
@@ -368,6 +371,12 @@ def describe_hydra_error(error: BaseException) -> str:
             return f"{typed}: unknown key {key}" + (f"; did you mean {hint[0]}?" if hint else "")
         cause = first_line(error.__cause__) if error.__cause__ else ""
         return first_line(error) + (f": {cause}" if cause and cause not in text else "")
+    unknown = re.search(r"Error in call to target '([\w.]+)':\s*TypeError\(.*unexpected keyword argument '(\w+)'", text,
+                        re.S)
+    if unknown and "hydra_plugins" in unknown.group(1):  # `+hydra.launcher.<typo>=...`: the launcher's __init__
+        key = f"hydra.launcher.{unknown.group(2)}"
+        typed = argv_override(key)
+        return f"{typed or key}: not a setting of this launcher ({unknown.group(1).rpartition('.')[2]})"
     if isinstance(error, OverrideParseException):
         return f"cannot parse the override {error.override!r}: {first_line(error)}" \
             if getattr(error, "override", None) else first_line(error)

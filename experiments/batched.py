@@ -22,6 +22,7 @@ from experiments import app
 from experiments.job import clear_previous, settings, write_outputs
 from nst import metrics
 from nst.batch import run_all
+from nst.engine import Interrupted
 from nst.inputs import fingerprints
 from nst.spec import JobSpec
 
@@ -99,8 +100,11 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
     try:
         run_all([job.spec for _, job in pending], batch_size=batch_size, memory_mb=memory_mb, done=done)
     except KeyboardInterrupt as e:
+        progress = getattr(e, "progress", {})  # the running batch's jobs: iterations so far
         for k, (_, job) in enumerate(pending):
             if k not in ended:  # an earlier complete result is kept; an earlier failure's record is replaced
-                app.record_interrupt(job.cfg, job.out, e, start)
+                n = progress.get(id(job.spec))
+                app.record_interrupt(job.cfg, job.out, e if n is None else Interrupted(n), start,
+                                     before_start=n is None)
         raise
     return returns

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from nst.fetch import PAPER_IMAGES, default_images_root, fetch_images, fetch_root
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace files whose MD5 is not the published one")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
     args = parser.parse_args(argv)
-    root = args.root or str(fetch_root())
+    root = os.path.expanduser(args.root) if args.root else str(fetch_root())
 
     def report(image, status: str) -> None:
         if status == "present":

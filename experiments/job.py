@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,23 @@ from nst.spec import JobSpec
 OUTPUTS = ("result.png", "history.csv", "config.yaml", metrics.FILE)
 
 
+PATH_KEYS = ("content", "style", "init", "weights", "images_root")  # where `~` means the home directory
+
+
+def expand_paths(c: dict[str, Any]) -> dict[str, Any]:
+    """c with `~` expanded in its path values (a quoted '~/x.png' reaches us unexpanded; bash expands content=~/x
+    only unquoted); other values of these keys (init=noise, weights=original) are left as they are."""
+    def expand(v: Any) -> Any:
+        return os.path.expanduser(v) if isinstance(v, str) else [expand(x) for x in v] if isinstance(v, list) else v
+
+    return {k: expand(v) if k in PATH_KEYS else v for k, v in c.items()}
+
+
 def settings(cfg: DictConfig | dict) -> dict[str, Any]:
-    """The resolved config as plain Python (no `hydra` key)."""
+    """The resolved config as plain Python (no `hydra` key), `~` expanded in paths."""
     c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     c.pop("hydra", None)
-    return c
+    return expand_paths(c)
 
 
 def history_csv(history: list[dict[str, Any]]) -> str:

@@ -354,6 +354,9 @@ def _optimizer(c: _Check) -> None:
     if extra:
         raise c.fail(f"optimizer.{extra[0]}", "is not an optimizer key (name, lr, history_size, line_search)")
     _choice(c, "optimizer.name", OPTIMIZERS)
+    if "optimizer.name" in c.typed:  # it would keep the other group's lr (Adam at L-BFGS's 1.0) and settings
+        raise c.fail("optimizer.name", f"switches the optimizer without its settings; give optimizer={opt['name']} "
+                                       "(conf/optimizer/: its lr, history_size and line_search)")
     _number(c, "optimizer.lr", strict=True)
     lbfgs = opt["name"] == "lbfgs"
     _number(c, "optimizer.history_size", low=1 if lbfgs else 0, integer=True)
@@ -412,8 +415,10 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
     _number(c, "tv_weight")
     _number(c, "noise_std")
     seed = c.get("seed")
-    if not _is_int(seed) or not SEED_RANGE[0] <= seed < SEED_RANGE[1]:
+    if not _is_int(seed):
         raise c.fail("seed", "must be an integer (e.g. 0)")
+    if not SEED_RANGE[0] <= seed < SEED_RANGE[1]:
+        raise c.fail("seed", "is out of torch.manual_seed's range, -2**63 <= seed < 2**64")
     _number(c, "threads", low=1, integer=True, null=True)
     _bool(c, "progress")
     _choice(c, "loss", sorted(CONVENTIONS))
@@ -430,9 +435,12 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
     # the network: architecture, weights, layers
     arch = c.get("arch")
     if arch != "vgg19":  # torchvision is imported only for other architectures
-        from nst.backbones import architectures
+        from nst.backbones import TRANSFORMERS, architectures
 
         names = architectures()
+        if isinstance(arch, str) and arch.startswith(TRANSFORMERS):
+            raise c.fail("arch", "is a vision transformer (a fixed 224 px input, no convolutional feature maps); "
+                                 "give a convolutional network, e.g. vgg19, vgg16, resnet18")
     if arch != "vgg19" and (not isinstance(arch, str) or arch not in names):
         raise c.fail("arch", f"is not a torchvision architecture or {EFFICIENTNET} (e.g. vgg19, vgg16, resnet18)"
                      + (_suggest(arch, names) if isinstance(arch, str) else ""))

@@ -19,9 +19,14 @@ PRETRAINED = efficientnet.PRETRAINED  # the weights an installed package ships f
 OWN = {efficientnet.ARCH: PRETRAINED}  # architectures of ours (not torchvision's) -> the weights they ship
 
 
+TRANSFORMERS = ("vit_", "swin_", "maxvit_")  # fixed input sizes, no convolutional feature maps to read
+
+
 def architectures() -> list[str]:
-    """Every `arch`: torchvision's classification architectures (vgg16, vgg19, resnet18, ...) and ours."""
-    return sorted([*torchvision.models.list_models(module=torchvision.models), *OWN])
+    """Every `arch`: torchvision's convolutional classification architectures (vgg16, vgg19, resnet18, ...) and
+    ours; its vision transformers are left out (they assert a 224 px input)."""
+    names = torchvision.models.list_models(module=torchvision.models)
+    return sorted([*(n for n in names if not n.startswith(TRANSFORMERS)), *OWN])
 
 
 def weights_file(arch: str, weights: str) -> Path | None:

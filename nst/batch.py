@@ -72,7 +72,10 @@ def run_all(specs: Sequence[JobSpec], *, batch_size: int = 32, memory_mb: float 
         if len(group) == 1:
             try:
                 result: JobResult | BaseException = run(specs[group[0]])
-            except (KeyboardInterrupt, SystemExit):
+            except KeyboardInterrupt as e:  # its iterations so far (nst.engine.Interrupted), as _optimise gives
+                e.progress = {id(specs[group[0]]): getattr(e, "iterations", 0)}
+                raise
+            except SystemExit:
                 raise
             except Exception as e:  # a failing job fails alone
                 result = e
@@ -277,8 +280,12 @@ def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: A
         history[step.index].append({"size": long_side, "iteration": step.iteration, "evaluations": step.evaluations,
                                     "seconds": time.perf_counter() - t0, **terms})
 
-    result = minimize(lambda x, active: loss(x, active, cast), x0, steps=steps, lr=o.lr,
-                      history_size=o.history_size, line_search=o.line_search, rescale=True, callback=record)
+    try:
+        result = minimize(lambda x, active: loss(x, active, cast), x0, steps=steps, lr=o.lr,
+                          history_size=o.history_size, line_search=o.line_search, rescale=True, callback=record)
+    except KeyboardInterrupt as e:  # each job's iterations so far, for its interrupt record (keyed by its spec)
+        e.progress = {id(spec): rows[-1]["iteration"] if rows else 0 for spec, rows in zip(specs, history)}
+        raise
     seconds, setup = time.perf_counter() - t0, t0 - start
     out: list[JobResult | BaseException] = []
     for j, (spec, model) in enumerate(zip(specs, models)):

@@ -61,14 +61,14 @@ def cache_dir() -> Path:
 
 def fetch_root() -> Path:
     """Where `python -m experiments.fetch_images` stores the images: $NST_IMAGES if set, else the cache."""
-    return Path(os.environ["NST_IMAGES"]) if os.environ.get("NST_IMAGES") else cache_dir()
+    return Path(os.environ["NST_IMAGES"]).expanduser() if os.environ.get("NST_IMAGES") else cache_dir()
 
 
 def default_images_root(cwd: str | Path | None = None) -> str:
     """images_root's default: $NST_IMAGES, else ../shared/images (from `cwd`, default the working directory) if it
     is a directory, else the per-user cache."""
     if os.environ.get("NST_IMAGES"):
-        return os.environ["NST_IMAGES"]
+        return os.path.expanduser(os.environ["NST_IMAGES"])
     shared = Path(cwd) / SHARED if cwd is not None else Path(SHARED)
     return str(shared) if shared.is_dir() else str(cache_dir())
 

@@ -6,17 +6,19 @@ image as saved (`saved/total_loss`, ...: clamped to [0, 1] and rounded to 8 bits
 `content_psnr`, `steps` (iterations run), `stop_reason` (null unless it stopped early), `evaluations`,
 `seconds`, `seconds_per_iteration`, `setup_seconds`, `total_seconds`, `peak_memory_mb`, `device`, `seed`,
 `beta_used`, `width`, `height`, `layers` (requested layer -> readable name), `inputs` (sha256 prefix of every
-input file's bytes), `finished_at`, `versions`, the resolved `config` and `batch`: null for a job optimised
-alone, else the job directories of its batch (hydra/launcher=batched; itself included), whose rounding its result
-depends on; `seconds` is then the batch's, and `total_seconds` its set-up and optimisation. A failed or
-interrupted job has `status` "failed" or "interrupted", `error`, `versions` and `config`. The file is written
-last, atomically.
+input file's bytes), `finished_at`, `versions` (with `nst_commit`, the git commit of the code), the resolved
+`config` and `batch`: null for a job optimised alone, else the job directories of its batch
+(hydra/launcher=batched; itself included), whose rounding its result depends on; `seconds` is then the batch's,
+and `total_seconds` its set-up and optimisation. A failed or interrupted job has `status` "failed" or
+"interrupted", `error`, `versions` and `config`. The file is written last, atomically.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
+import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +35,21 @@ OK = "ok"
 NOT_RESULT_KEYS = ("images_root", "progress", "threads", "max_pixels")
 
 
+@functools.cache
+def source_commit() -> str:
+    """The git commit of the checkout nst runs from, "-dirty" when its tracked files have uncommitted changes;
+    "not a git checkout" for an installed copy (the resume rule does not compare it: a code change redoes nothing)."""
+    root = Path(nst.__file__).resolve().parents[1]
+    if not (root / ".git").exists():  # not a parent's repository: a copy installed inside another checkout
+        return "not a git checkout"
+    try:
+        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git did not run)"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown (git failed)"
+
+
 def versions() -> dict[str, str]:
     """Versions of what produced a result."""
     def version(name: str) -> str:
@@ -41,7 +58,8 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             return "absent"
 
-    return {"nst": nst.__version__, "torch": torch.__version__, "torchvision": version("torchvision"),
+    return {"nst": nst.__version__, "nst_commit": source_commit(), "torch": torch.__version__,
+            "torchvision": version("torchvision"),
             "hydra": version("hydra-core"), "python": platform.python_version(), "platform": platform.platform(),
             "torch_threads": str(torch.get_num_threads())}
 

@@ -58,6 +58,8 @@ def first_style(value) -> str | None:
 def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str] | None = None) -> dict:
     """One report row from a job directory's files: what figures need (image paths, layer names) included."""
     m = metrics.read(job_dir) or {"status": "missing", "config": {}}
+    if m["status"] == "missing" and (job_dir / metrics.FILE).is_file():  # there, but cut short or edited
+        m = {"status": "unreadable", "error": f"{metrics.FILE} is not a JSON record", "config": {}}
     cfg = m.get("config") or {}
     row, given = {"job": job_dir.name}, overrides(job_dir, launched)
     for key in dict.fromkeys(ALWAYS + swept):

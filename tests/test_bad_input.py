@@ -176,7 +176,8 @@ def test_a_sweep_whose_every_job_is_bad_is_refused_before_it_starts(tmp_path):
                                               "named from their swept values"),
     (["hydra/launcher=batched", "hydra.launcher.batch_size=0"], "hydra.launcher.batch_size 0 must be an integer"),
     (["hydra/launcher=batched", "hydra.launcher.memory_mb=-5"], "hydra.launcher.memory_mb -5 must be a number"),
-], ids=["threads", "max_pixels", "twice", "subdir", "batch_size", "memory_mb"])
+    (["hydra/launcher=batched", "+hydra.launcher.foo=1"], "+hydra.launcher.foo=1: not a setting of this launcher"),
+], ids=["threads", "max_pixels", "twice", "subdir", "batch_size", "memory_mb", "launcher_key"])
 def test_a_sweep_that_would_lose_jobs_or_its_record_is_refused_untouched(tmp_path, overrides, expected):
     """Jobs that would share one directory (the second skipped as complete, or overwriting the first), and bad
     launcher settings: refused before the sweeper writes multirun.yaml (it overwrote an existing sweep's)."""
@@ -191,6 +192,18 @@ def test_a_sweep_that_would_lose_jobs_or_its_record_is_refused_untouched(tmp_pat
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], r.stderr[-2000:]
     assert sorted(p.name for p in sweep.iterdir()) == ["multirun.yaml"]
     assert (sweep / "multirun.yaml").read_text() == "an earlier sweep's record\n"
+
+
+def test_a_quoted_home_path_is_expanded(tmp_path, monkeypatch):
+    """content='~/c.png' (quoted, as Hydra's parser needs for some paths) reached the job unexpanded: "does not
+    exist"; bash expands ~ only in an unquoted content=~/c.png."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    draw(width=40, height=32, seed=1).save(tmp_path / "c.png")
+    r = run_cli("experiments.transfer", *TINY, "content='~/c.png'", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["config"]["content"] == str(tmp_path / "c.png") and m["inputs"]["content"]
+    assert m["versions"]["nst_commit"]
 
 
 def test_the_full_trace_is_there_when_asked_for(tmp_path):
@@ -354,6 +367,9 @@ def test_every_config_key_is_checked(compose):
     (["alpha=nan"], "alpha nan must be a finite number >= 0"),
     (["beta=abc"], "beta 'abc' must be a finite number >= 0"),
     (["seed=1.5"], "seed 1.5 must be an integer"),
+    (["optimizer.name=adam"], "optimizer.name 'adam' switches the optimizer without its settings; give optimizer=adam"),
+    (["seed=99999999999999999999"], "seed 99999999999999999999 is out of torch.manual_seed's range"),
+    (["arch=vit_b_16", "weights=random"], "arch 'vit_b_16' is a vision transformer"),
     (["+sizee=1"], "sizee 1 is not a config key; did you mean size?"),
     (["multiscale=[[32,2],[64]]"], "multiscale [[32,2],[64]] holds [64]"),
     (["style_blend=[1,2]"], "style_blend [1,2] has 2 weights for 1 style image"),

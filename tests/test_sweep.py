@@ -3,6 +3,7 @@ import time
 
 import pandas as pd
 from omegaconf import OmegaConf
+from PIL import Image
 
 from experiments.report import invocation
 from nst import metrics, report, sweep
@@ -37,7 +38,7 @@ def job(sweep_dir, name, status="ok", **values):
               "finished_at": values.get("finished_at", time.time())}
     metrics.write(d, record)
     if status == "ok":
-        (d / "result.png").write_bytes(b"")
+        Image.new("RGB", (4, 3)).save(d / "result.png")
 
 
 def test_report_lists_this_invocations_jobs_only(tmp_path):
@@ -53,6 +54,18 @@ def test_report_lists_this_invocations_jobs_only(tmp_path):
     assert "not in this report: steps=5" in summary
     assert list(pd.read_csv(tmp_path / "report.csv")["job"]) == ["beta=1", "beta=2", "beta=3"]
     assert list(df["style_layer_names"])[:2] == ["conv1_1", "conv1_1"]
+
+
+def test_a_damaged_job_is_reported_as_such(tmp_path):
+    """An ok record beside an image cut short, and a record that is no JSON: neither 'ok' nor 'missing'."""
+    job(tmp_path, "beta=1", beta=1.0)
+    job(tmp_path, "beta=2", beta=2.0)
+    png = (tmp_path / "beta=1" / "result.png").read_bytes()
+    (tmp_path / "beta=1" / "result.png").write_bytes(png[:-20])
+    (tmp_path / "beta=2" / "metrics.json").write_text('{"status": "ok", "con')
+    df, summary = report.write(tmp_path)
+    assert list(df["status"]) == ["damaged", "unreadable"] and list(df["result"]) == ["", "beta=2/result.png"]
+    assert "beta=1: damaged result.png is damaged" in summary and "beta=2: unreadable metrics.json" in summary
 
 
 def test_invocation_expands_the_sweep_like_hydra(tmp_path):
