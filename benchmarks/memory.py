@@ -48,7 +48,8 @@ def estimate(metrics: dict, steps: int) -> float:
     cfg = metrics["config"]
     cnn = structure(cfg["arch"], cfg["weights"], cfg["pooling"])  # the job's network on the meta device
     return job_estimate_mb(cnn, cfg["content_layers"] + cfg["style_layers"], (metrics["width"], metrics["height"]),
-                           tap=cfg["tap"], loss=cfg["loss"], optimizer=cfg["optimizer"], steps=steps)
+                           tap=cfg["tap"], loss=cfg["loss"], optimizer=cfg["optimizer"], steps=steps,
+                           content_layers=cfg["content_layers"])
 
 
 def main() -> None:

@@ -163,7 +163,7 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool, clear: bool = True) ->
     if not multirun and other_run(cfg, out):
         raise OtherRun(f"hydra.run.dir {str(out)!r} holds another run's results (another config, other input "
                        "files, or a sweep); choose another directory or remove them")
-    if clear:
+    if clear or damaged:
         clear_previous(out)  # a redone job never leaves an earlier run's files beside its own
     return None
 
@@ -205,6 +205,7 @@ def shared_directory(config: DictConfig) -> BaseException | None:
     from experiments.report import expand
     from experiments.validate import ConfigError
     from nst import sweep
+    from nst.metrics import NOT_RESULT_KEYS
 
     seen: dict[str, dict[str, str]] = {}
     for job in expand(config):
@@ -214,7 +215,10 @@ def shared_directory(config: DictConfig) -> BaseException | None:
             if not keys:
                 return ConfigError(f"the sweep lists job {name} twice; give each value once")
             values = ", ".join(f"{k}={seen[name].get(k)} and {k}={parsed.get(k)}" for k in keys)
-            return ConfigError(f"{values}: these jobs would share the directory {name}, as {', '.join(keys)} "
+            unnamed = [k for k in keys if k in NOT_RESULT_KEYS]
+            if not unnamed:  # beta=1000,1e3: two spellings of one value
+                return ConfigError(f"{values} are one value (directory {name}); give it once")
+            return ConfigError(f"{values}: these jobs would share the directory {name}, as {', '.join(unnamed)} "
                                "does not name a job's directory (it does not change the result); run one sweep "
                                "per value, each in its own hydra.sweep.dir")
         seen[name] = parsed

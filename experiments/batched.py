@@ -47,12 +47,17 @@ def prepare(cfg: DictConfig) -> Pending | float | None:
     try:
         done = app.start_job(cfg, out, multirun=True, clear=False)  # cleared when its batch ends: an interrupt
         # before then keeps an earlier complete result (a sweep re-run after an edit prepares every job first)
-        if done is not None:
-            return done["total_loss"]
+    except Exception as e:
+        app.fail_in_sweep(cfg, out, e)
+        return None
+    if done is not None:
+        return done["total_loss"]
+    try:
         c = settings(cfg)
         spec = JobSpec.from_config(c)
         return Pending(out, c, spec, fingerprints(spec), cfg)
-    except Exception as e:
+    except Exception as e:  # to be redone, and failed: its failure replaces the earlier result, as in start_job
+        clear_previous(out)
         app.fail_in_sweep(cfg, out, e)
         return None
 

@@ -283,23 +283,23 @@ def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: A
     try:
         result = minimize(lambda x, active: loss(x, active, cast), x0, steps=steps, lr=o.lr,
                           history_size=o.history_size, line_search=o.line_search, rescale=True, callback=record)
+        seconds, setup = time.perf_counter() - t0, t0 - start
+        out: list[JobResult | BaseException] = []
+        for j, (spec, model) in enumerate(zip(specs, models)):
+            if result.status[j] == "failed":
+                out.append(NonFiniteLoss(f"{result.reason[j]}; lower the learning rate or the loss weights"))
+                continue
+            try:
+                image = result.x[j:j + 1]
+                with torch.no_grad(), cast:
+                    terms = numbers(model(image))
+                out.append(finish(spec, model, prep, image, terms, size, device, history=history[j],
+                                  iterations=result.iterations[j], evaluations=result.evaluations[j],
+                                  seconds=seconds, setup_seconds=setup,
+                                  stop_reason=result.reason[j] or None if result.status[j] == "stopped" else None))
+            except Exception as e:
+                out.append(e)
+        return out
     except KeyboardInterrupt as e:  # each job's iterations so far, for its interrupt record (keyed by its spec)
         e.progress = {id(spec): rows[-1]["iteration"] if rows else 0 for spec, rows in zip(specs, history)}
         raise
-    seconds, setup = time.perf_counter() - t0, t0 - start
-    out: list[JobResult | BaseException] = []
-    for j, (spec, model) in enumerate(zip(specs, models)):
-        if result.status[j] == "failed":
-            out.append(NonFiniteLoss(f"{result.reason[j]}; lower the learning rate or the loss weights"))
-            continue
-        try:
-            image = result.x[j:j + 1]
-            with torch.no_grad(), cast:
-                terms = numbers(model(image))
-            out.append(finish(spec, model, prep, image, terms, size, device, history=history[j],
-                              iterations=result.iterations[j], evaluations=result.evaluations[j],
-                              seconds=seconds, setup_seconds=setup,
-                              stop_reason=result.reason[j] or None if result.status[j] == "stopped" else None))
-        except Exception as e:
-            out.append(e)
-    return out

@@ -43,11 +43,15 @@ def source_commit() -> str:
     if not (root / ".git").exists():  # not a parent's repository: a copy installed inside another checkout
         return "not a git checkout"
     try:
-        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (git did not run)"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown (git failed)"
+        # --no-optional-locks: --dirty refreshes the index, which would take .git/index.lock beside the user's git
+        out = subprocess.run(["git", "--no-optional-locks", "-C", str(root), "describe", "--always", "--dirty",
+                              "--abbrev=12"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"unknown (git did not run: {type(e).__name__})"
+    if out.returncode == 0 and out.stdout.strip():
+        return out.stdout.strip()
+    why = next((line.strip() for line in out.stderr.splitlines() if line.strip()), f"exit {out.returncode}")
+    return f"unknown (git: {why})"
 
 
 def versions() -> dict[str, str]:
@@ -92,12 +96,14 @@ def write(out_dir: str | Path, metrics: dict[str, Any]) -> Path:
 
 
 def read(out_dir: str | Path) -> dict[str, Any] | None:
-    """A job directory's metrics, or None when it has none (or an unreadable one)."""
+    """A job directory's metrics, or None when it has none (or an unreadable one: not JSON, or not a record with
+    a status, e.g. edited by hand)."""
     path = Path(out_dir) / FILE
     try:
-        return json.loads(path.read_text())
+        m = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return m if isinstance(m, dict) and "status" in m else None
 
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ folders get two directories.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def format_value(text: str) -> str:
     try:
         number = float(text)
     except ValueError:
-        if is_path(text):
+        if is_path(text):  # `~` as the job reads it (experiments.job.expand_paths): '~/x' and bash's /home/u/x agree
+            text = os.path.expanduser(text)
             return f"{Path(text.rstrip('/')).stem}~{short_hash(text)}"
         if "${" in text:  # an interpolation (content=${embedded:grace_hopper}): its words, and the hash
             words = re.sub(r"[^\w.-]+", "_", text).strip("_")

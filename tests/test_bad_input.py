@@ -172,12 +172,13 @@ def test_a_sweep_whose_every_job_is_bad_is_refused_before_it_starts(tmp_path):
     (["threads=1,2"], "threads=1 and threads=2: these jobs would share the directory beta=100,size=24,steps=2"),
     (["max_pixels=1e6,2e6"], "as max_pixels does not name a job's directory"),
     (["beta=1e2,1e2"], "the sweep lists job beta=100,size=24,steps=2 twice"),
+    (["beta=100,1e2"], "beta=100 and beta=100.0 are one value (directory beta=100,size=24,steps=2); give it once"),
     (["hydra.sweep.subdir=${hydra.job.num}"], "hydra.sweep.subdir=${hydra.job.num}: a sweep's job directories are "
                                               "named from their swept values"),
     (["hydra/launcher=batched", "hydra.launcher.batch_size=0"], "hydra.launcher.batch_size 0 must be an integer"),
     (["hydra/launcher=batched", "hydra.launcher.memory_mb=-5"], "hydra.launcher.memory_mb -5 must be a number"),
     (["hydra/launcher=batched", "+hydra.launcher.foo=1"], "+hydra.launcher.foo=1: not a setting of this launcher"),
-], ids=["threads", "max_pixels", "twice", "subdir", "batch_size", "memory_mb", "launcher_key"])
+], ids=["threads", "max_pixels", "twice", "spellings", "subdir", "batch_size", "memory_mb", "launcher_key"])
 def test_a_sweep_that_would_lose_jobs_or_its_record_is_refused_untouched(tmp_path, overrides, expected):
     """Jobs that would share one directory (the second skipped as complete, or overwriting the first), and bad
     launcher settings: refused before the sweeper writes multirun.yaml (it overwrote an existing sweep's)."""

@@ -79,7 +79,8 @@ def memory_for(specs: list[JobSpec], jobs: float) -> tuple[float, list, tuple[in
     size = image_size(specs[0].targets.content, 32)
     models = [model_for(s, size, torch.device("cpu"))[0] for s in specs]
     cnn = models[0].targets.encoder.cnn
-    per_job = batch_job_mb(cnn, group_layers(models), "conv", size, history=2)
+    content = [layer for m in models for layer in m.targets.content_layers]
+    per_job = batch_job_mb(cnn, group_layers(models), "conv", size, history=2, content_layers=content)
     return weights_mb(cnn) + jobs * per_job, models, size
 
 

@@ -1,4 +1,5 @@
 """The sweep vocabulary (nst/sweep.py) and the report of one invocation (nst/report.py, experiments/report.py)."""
+import os
 import time
 
 import pandas as pd
@@ -22,6 +23,11 @@ def test_directory_names_are_readable_and_unique():
         names = {sweep.dirname([f"seed={v}"]) for v in values}
         assert len(names) == 2, names
     assert sweep.dirname(["seed=20240101", "ratio=1.5e-05"]) == "ratio=1.5e-05,seed=20240101"
+
+
+def test_a_home_path_names_its_directory_as_the_job_reads_it():
+    """'~/x.png' (quoted: the job expands it) and bash's own expansion of ~/x.png are one job, one directory."""
+    assert sweep.format_value("~/x.png") == sweep.format_value(os.path.expanduser("~/x.png"))
 
 
 def test_cells_and_layer_names():
@@ -63,8 +69,11 @@ def test_a_damaged_job_is_reported_as_such(tmp_path):
     png = (tmp_path / "beta=1" / "result.png").read_bytes()
     (tmp_path / "beta=1" / "result.png").write_bytes(png[:-20])
     (tmp_path / "beta=2" / "metrics.json").write_text('{"status": "ok", "con')
+    job(tmp_path, "beta=3", beta=3.0)
+    (tmp_path / "beta=3" / "metrics.json").write_text('{"a": 1}')  # JSON, but no record (it raised KeyError)
     df, summary = report.write(tmp_path)
-    assert list(df["status"]) == ["damaged", "unreadable"] and list(df["result"]) == ["", "beta=2/result.png"]
+    assert list(df["status"]) == ["damaged", "unreadable", "unreadable"]
+    assert list(df["result"]) == ["", "beta=2/result.png", "beta=3/result.png"]
     assert "beta=1: damaged result.png is damaged" in summary and "beta=2: unreadable metrics.json" in summary
 
 
