@@ -263,7 +263,7 @@ def completed(out: Path) -> bool:
     from nst import metrics
 
     m = metrics.read(out)
-    return isinstance(m, dict) and m.get("status") == metrics.OK and metrics.damage(out) is None
+    return m is not None and m["status"] == metrics.OK and metrics.damage(out) is None
 
 
 def record_failure(cfg: DictConfig, out: Path, error: BaseException, status: str = "failed") -> None:
@@ -456,7 +456,7 @@ def sweep_failures() -> list[str]:
             if jobs is not None and d.name not in jobs:
                 continue
             m = metrics.read(d)
-            ok = isinstance(m, dict) and m.get("status") == metrics.OK
+            ok = m is not None and m["status"] == metrics.OK
             if not ok and (m is not None or (d / ".hydra").is_dir()):
                 failed.add(str(d))
     return sorted(failed)

@@ -122,8 +122,8 @@ def other_run(cfg: DictConfig | dict, out_dir: str | Path) -> bool:
 def replaced_keys(cfg: DictConfig | dict, out_dir: str | Path) -> list[str] | None:
     """The config keys in which out_dir's complete result differs from this job's ([]: only its input files),
     or None when out_dir holds no complete result."""
-    m = metrics.read(out_dir)
-    if not isinstance(m, dict) or m.get("status") != metrics.OK:
+    m = metrics.read(out_dir)  # a record with a status, or None
+    if m is None or m["status"] != metrics.OK:
         return None
     c, before = settings(cfg), m.get("config") or {}
     return sorted(k for k in set(c) | set(before) if c.get(k) != before.get(k))

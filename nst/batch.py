@@ -75,9 +75,7 @@ def run_all(specs: Sequence[JobSpec], *, batch_size: int = 32, memory_mb: float 
             except KeyboardInterrupt as e:  # its iterations so far (nst.engine.Interrupted), as _optimise gives
                 e.progress = {id(specs[group[0]]): getattr(e, "iterations", 0)}
                 raise
-            except SystemExit:
-                raise
-            except Exception as e:  # a failing job fails alone
+            except Exception as e:  # a failing job fails alone (not Ctrl-C or SystemExit: BaseExceptions)
                 result = e
             done(group[0], result)
             continue
@@ -86,13 +84,10 @@ def run_all(specs: Sequence[JobSpec], *, batch_size: int = 32, memory_mb: float 
             if broken is None:
                 try:
                     result = next(results)
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except Exception as e:  # the group's set-up broke (e.g. an image gone): its jobs fail with it
-                    broken = e.with_traceback(None)  # no traceback: its frames hold the models
-                else:
                     if isinstance(result, JobResult) and result.batch is not None:
                         result.batch = [group[b] for b in result.batch]  # the group's positions -> run_all's
+                except Exception as e:  # the group's set-up broke (e.g. an image gone): its jobs fail with it
+                    broken = e.with_traceback(None)  # no traceback: its frames hold the models
             done(i, result if broken is None else broken)
 
 
@@ -233,8 +228,6 @@ def run_group(specs: Sequence[JobSpec], memory_mb: float | None = None) -> Itera
             for result in results:
                 if isinstance(result, JobResult):
                     result.batch = list(range(k, min(k + n, len(specs))))
-        except (KeyboardInterrupt, SystemExit):
-            raise
         except Exception as e:  # the batch broke (e.g. out of memory): its own jobs fail with it, the next runs
             results = [e.with_traceback(None)] * len(specs[k:k + n])  # no traceback: its frames hold the tensors
         yield from results

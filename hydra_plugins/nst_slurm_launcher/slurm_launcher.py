@@ -203,7 +203,7 @@ class NstSlurmLauncher(SlurmLauncher):
                     (line for line in reversed(trace) if "Error" in line), trace[0])))
                 return self.job_return(job, None)
             m = metrics.read(job.out)
-            if isinstance(m, dict) and m.get("status") != metrics.OK:  # as the basic launcher says it
+            if m is not None and m["status"] != metrics.OK:  # as the basic launcher says it
                 log.error("job %s %s: %s", job.out.name, m.get("status"), m.get("error"))
             return ret
         if not app.completed(job.out):
