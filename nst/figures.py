@@ -150,7 +150,7 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
     handles, labels = axs[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=6,
-                   bbox_to_anchor=(0.5, -0.02 - 0.025 * math.ceil(len(labels) / 5)))
+                   bbox_to_anchor=(0.5, -0.07 - 0.025 * math.ceil(len(labels) / 5)))  # below the x labels
     return _save(fig, sweep_dir / "losses")
 
 
