@@ -201,7 +201,8 @@ def check_sweep(config: DictConfig) -> None:
 
 def shared_directory(config: DictConfig) -> BaseException | None:
     """The error for a sweep two of whose jobs would write one directory: they differ only in keys that do not
-    name it (threads, max_pixels, ...: nst.metrics.NOT_RESULT_KEYS), or are listed twice; else None."""
+    name it (threads, max_pixels, ...: nst.metrics.NOT_RESULT_KEYS), or are listed twice; or one of whose job
+    directories is a file; else None."""
     from experiments.report import expand
     from experiments.validate import ConfigError
     from nst import sweep
@@ -210,6 +211,10 @@ def shared_directory(config: DictConfig) -> BaseException | None:
     seen: dict[str, dict[str, str]] = {}
     for job in expand(config):
         name, parsed = sweep.dirname(job), sweep.parse(job)
+        path = Path(config.hydra.sweep.dir) / name
+        if path.exists() and not path.is_dir():  # else the sweep stopped there, without its report
+            return ConfigError(f"hydra.sweep.dir={config.hydra.sweep.dir}: {path} is a file, where job {name} "
+                               "writes its directory; move the file away or choose another directory")
         if name in seen:
             keys = sorted(k for k in parsed.keys() | seen[name].keys() if parsed.get(k) != seen[name].get(k))
             if not keys:

@@ -216,6 +216,9 @@ def structure(arch: str, weights: str, pooling: str):
         return None
 
 
+# our bound: the noise is around mid-grey in [0, 1] pixel units, so a std of 1 already saturates most pixels once
+# clamped; at 1e9 the first evaluation overflowed fp32 and the job failed as "loss became nan"
+NOISE_STD_BOUND = 10.0
 BYTES_PER_PIXEL_BOUND = 16_384  # above any network's need here (VGG19, paper layers, L-BFGS history 100: ~5 KB)
 
 
@@ -242,6 +245,30 @@ def _memory(c: _Check, net: Any, layers: list, size: tuple[int, int], plan: list
                      f"more than the {free / 1024:.1f} GiB available; use a smaller size, a smaller "
                      f"optimizer.history_size (each L-BFGS pair {12 * pixels / 2**20:.0f} MiB, {held_pairs(opt, steps)} kept) "
                      "or precision=bf16 (activations in half the memory)")
+
+
+def _fits(c: _Check, key: str, net: Any, layers: dict[str, list], size: tuple[int, int], what: str) -> None:
+    """Refuse an image size at which a requested layer's feature map would be empty (after the network's pooling
+    and strides), with a meta-device pass: nothing is computed. Before, the job failed at run time naming no key."""
+    if net is None or min(size) >= TOO_SMALL_BOUND:
+        return
+    import torch
+
+    from nst.features import Encoder, layer_key
+
+    image = torch.empty(1, 3, size[1], size[0], device="meta")
+    for layers_key, value in layers.items():
+        for layer in value:
+            try:
+                Encoder(net, [layer])(image)
+            except RuntimeError:  # pooling: "Output size is too small"; a conv: "Kernel size can't be greater"
+                name = f" ({layer_key(layer, net, 'conv')})" if isinstance(layer, int) else ""
+                raise c.fail(key, f"gives a {size[0]}x{size[1]} {what}, too small for {layers_key} layer "
+                                  f"{_repr(layer)}{name}: its feature map would be empty; use a larger size or "
+                                  "shallower layers") from None
+
+
+TOO_SMALL_BOUND = 256  # no image this size loses a feature map: VGG19's deepest layer is at 1/16, torchvision's at 1/32
 
 
 def _layers(c: _Check, key: str, net: Any) -> list:
@@ -310,7 +337,12 @@ def _weights(c: _Check, arch: str) -> None:
         expected = {k: s for k, s in expected.items() if k.startswith("features.")}
         found = {k: s for k, s in found.items() if k.startswith("features.")}
         unexpected: list[str] = []
-    else:
+    else:  # the classifier head is never run: a file may lack it or hold another shape (nst.backbones.head_keys)
+        from nst.backbones import head_keys
+
+        head = head_keys(net)
+        expected = {k: s for k, s in expected.items() if k not in head}
+        found = {k: s for k, s in found.items() if k not in head}
         unexpected = sorted(set(found) - set(expected))
     missing = sorted(set(expected) - set(found))
     wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
@@ -401,7 +433,7 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
 
     # the keys that need no file
     if "max_pixels" in cfg:
-        _number(c, "max_pixels", low=1, integer=True)
+        _number(c, "max_pixels", low=1)  # a budget, not a size: 1e8 as typed is fine
     _number(c, "size", low=1, integer=True)
     _number(c, "style_scale", strict=True, high=16, null=True)
     _number(c, "steps", integer=True)
@@ -413,7 +445,7 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
         raise c.fail("beta", f"has no effect while {c.shown('ratio')} is set (beta = alpha / ratio); give one of "
                      "them (ratio=null to use beta)")
     _number(c, "tv_weight")
-    _number(c, "noise_std")
+    _number(c, "noise_std", high=NOISE_STD_BOUND)
     seed = c.get("seed")
     if not _is_int(seed):
         raise c.fail("seed", "must be an integer (e.g. 0)")
@@ -480,8 +512,10 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
     if target[0] * target[1] > budget:
         key = "multiscale" if plan else "size"
         raise c.fail(key, f"gives a {target[0]}x{target[1]} image = {target[0] * target[1]:,} pixels, over "
-                          f"max_pixels {budget:,}; use a smaller size or raise max_pixels")
+                          f"max_pixels {budget:,.0f}; use a smaller size or raise max_pixels")
     _upscale_warning("content", content, native, target, f"size={long_side}")
+    _fits(c, "multiscale" if plan else "size", net, {"content_layers": content_layers, "style_layers": style_layers},
+          fit_long_side(*native, min(sizes)), "image")
     _memory(c, net, content_layers + style_layers, target, plan, content_layers)
 
     styles = list(as_tuple(c.get("style")))
@@ -492,9 +526,13 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
             native_style = image_header(c, "style", path, path if len(styles) > 1 else ...)
             scale = c.get("style_scale")
             size = target if scale is None else fit_long_side(*native_style, max(1, round(scale * max(target))))
+            if scale is not None:
+                smallest = fit_long_side(*native, min(sizes))
+                _fits(c, "style_scale", net, {"style_layers": style_layers},
+                      fit_long_side(*native_style, max(1, round(scale * max(smallest)))), "style image")
             if size[0] * size[1] > budget:
                 raise c.fail("style_scale", f"gives a {size[0]}x{size[1]} style image = {size[0] * size[1]:,} "
-                                            f"pixels, over max_pixels {budget:,}")
+                                            f"pixels, over max_pixels {budget:,.0f}")
             _upscale_warning("style", path, native_style, size,
                              "the content's size" if scale is None else f"style_scale={scale}")
         _weights_list(c, "style_blend", len(styles), "style image", nonzero=True)

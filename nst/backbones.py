@@ -56,11 +56,27 @@ def torchvision_backbone(arch: str, weights: str, *, pooling: str = "max", seed:
     if weights != RANDOM:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"weights {weights!r}: no such file (give a {arch} state_dict path or 'random')")
+        head = head_keys(net)  # kept at their seeded values where the file has none or another shape
+        state = {k: v for k, v in torch.load(weights, map_location="cpu", weights_only=True).items() if k not in head}
         try:
-            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            missing, unexpected = net.load_state_dict(state, strict=False)
         except RuntimeError as e:
             raise ValueError(f"weights {weights!r} do not fit {arch}: {str(e).splitlines()[0]}") from None
+        missing = [k for k in missing if k not in head]
+        if missing or unexpected:
+            raise ValueError(f"weights {weights!r} do not fit {arch}: " + (f"{missing[0]} missing" if missing else
+                                                                           f"{unexpected[0]} unexpected"))
     return set_pooling(net, pooling).eval().requires_grad_(False)
+
+
+def head_keys(net: nn.Module) -> set[str]:
+    """State-dict keys of a network's classifier head: its top-level modules that hold a Linear layer and no
+    convolution (resnet's fc, vgg's and mobilenet's classifier). No conv index reaches them, so a weights file may
+    lack them (a self-supervised checkpoint) or hold another shape (a head fine-tuned to other classes)."""
+    return {f"{name}.{key}" for name, child in net.named_children()
+            if any(isinstance(m, nn.Linear) for m in child.modules())
+            and not any(isinstance(m, nn.Conv2d) for m in child.modules())
+            for key in child.state_dict()}
 
 
 def backbone(arch: str = "vgg19", weights: str = ORIGINAL, *, pooling: str = "max") -> tuple[nn.Module, Preprocess]:

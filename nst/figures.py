@@ -132,10 +132,20 @@ def strip(df: pd.DataFrame, sweep_dir: str | Path, key: str) -> list[Path]:
     return _save(fig, sweep_dir / "strip")
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def line_style(k: int) -> dict[str, str]:
+    """The k-th job's curve: ten colours, then the next ten dashed, dotted, ...: distinct for 40 jobs (a 25-job
+    grid had three jobs to each colour, in one line style)."""
+    return {"color": f"C{k % 10}", "ls": LINE_STYLES[k // 10 % len(LINE_STYLES)]}
+
+
 def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
     """losses.png/pdf: total, content and style loss per iteration of every job (log scale)."""
     sweep_dir = Path(sweep_dir)
     fig, axs = plt.subplots(1, 3, figsize=(15, 4.2))
+    drawn = 0
     for _, job in df.iterrows():
         path = sweep_dir / job["job"] / "history.csv"
         if not path.is_file():
@@ -143,7 +153,8 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
         h = pd.read_csv(path)
         for ax, col in zip(axs, ("total_loss", "content_loss", "style_loss")):
             if col in h and (h[col] > 0).any():
-                ax.plot(h["iteration"], h[col], lw=1, label=job["job"])
+                ax.plot(h["iteration"], h[col], lw=1, label=job["job"], **line_style(drawn))
+        drawn += 1
     for ax, col in zip(axs, ("total", "content", "style")):
         ax.set(title=f"{col} loss", xlabel="iteration", yscale="log")
         ax.grid(alpha=0.3)

@@ -35,6 +35,19 @@ def test_weights_file_is_loaded_and_indices_follow_the_arch(resnet_file):
     assert len(convs(vgg16)) == 13
 
 
+def test_a_file_without_the_classifier_head_or_with_another_loads_its_trunk(resnet_file, tmp_path):
+    saved = torch.load(resnet_file, weights_only=True)
+    for name, head in (("headless", {}), ("five", {"fc.weight": torch.ones(5, 512), "fc.bias": torch.ones(5)})):
+        path = tmp_path / f"{name}.pth"
+        torch.save({k: v for k, v in saved.items() if not k.startswith("fc.")} | head, path)
+        net, _ = backbone("resnet18", str(path))
+        torch.testing.assert_close(net.layer4[1].conv2.weight, saved["layer4.1.conv2.weight"])
+        assert net.fc.weight.shape == (1000, 512)
+    torch.save({k: v for k, v in saved.items() if k != "layer1.0.bn1.running_mean"}, path)
+    with pytest.raises(ValueError, match="layer1.0.bn1.running_mean missing"):
+        backbone("resnet18", str(path))
+
+
 @pytest.mark.slow
 def test_bad_backbones_are_one_line_errors(resnet_file, tmp_path):
     for args, message in ((["arch=vgg16", f"weights={resnet_file}"], "do not fit vgg16"),

@@ -195,6 +195,17 @@ def test_a_sweep_that_would_lose_jobs_or_its_record_is_refused_untouched(tmp_pat
     assert (sweep / "multirun.yaml").read_text() == "an earlier sweep's record\n"
 
 
+def test_a_file_where_a_job_directory_goes_is_refused_before_any_job(tmp_path):
+    """The sweep stopped at that job with "cannot create the output directory", its finished jobs unreported."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "beta=1e+03,size=24,steps=2").write_text("a user's file\n")
+    r = run_cli("experiments.transfer", "-m", "size=24", "steps=2", "beta=1e2,1e3", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.startswith("error: ") and "beta=1e+03,size=24,steps=2 is a file, where job" in r.stderr
+    assert [p.name for p in sweep.iterdir()] == ["beta=1e+03,size=24,steps=2"]
+
+
 def test_a_quoted_home_path_is_expanded(tmp_path, monkeypatch):
     """content='~/c.png' (quoted, as Hydra's parser needs for some paths) reached the job unexpanded: "does not
     exist"; bash expands ~ only in an unquoted content=~/c.png."""
@@ -350,7 +361,9 @@ def test_every_config_key_is_checked(compose):
     (["weights=orignal"], "did you mean original?"),
     (["arch=resnet18"], "weights 'original' exist for vgg19 only"),
     (["arch=resnet18", "weights=random", "content_layers=[relu4_2]"], "content_layers [relu4_2] is not valid"),
-    (["max_pixels=0"], "max_pixels 0 must be an integer >= 1"),
+    (["max_pixels=0"], "max_pixels 0 must be a finite number >= 1"),
+    (["max_pixels=1e2"], "over max_pixels 100; use a smaller size"),
+    (["noise_std=1e9"], "noise_std 1e9 must be a finite number >= 0 and <= 10"),
     (["size=4096"], "size 4096 gives a 3495x4096 image"),
     (["size=8192", "max_pixels=67108864"], "size 8192 gives a 6991x8192 image that needs an estimated"),
     (["multiscale=[[64,2],[4096,2]]"], "multiscale [[64,2],[4096,2]] gives"),
@@ -374,6 +387,10 @@ def test_every_config_key_is_checked(compose):
     (["+sizee=1"], "sizee 1 is not a config key; did you mean size?"),
     (["multiscale=[[32,2],[64]]"], "multiscale [[32,2],[64]] holds [64]"),
     (["style_blend=[1,2]"], "style_blend [1,2] has 2 weights for 1 style image"),
+    (["size=3", "content_layers=[conv1_1]"], "size 3 gives a 3x3 image, too small for style_layers layer 4 (conv3_1)"),
+    (["style_scale=0.05", "size=64"], "style_scale 0.05 gives a 3x2 style image, too small for style_layers layer 4"),
+    (["multiscale=[[4,2],[64,2]]"], "multiscale [[4,2],[64,2]] gives a 3x4 image, too small for content_layers"),
+    (["arch=alexnet", "weights=random", "size=8"], "size 8 gives a 7x8 image, too small for content_layers layer 4"),
 ])
 def test_careless_values_are_refused_in_one_line(compose, files, overrides, expected):
     from experiments.validate import ConfigError
@@ -400,11 +417,17 @@ def test_weights_file_of_the_right_shapes_passes(compose, tmp_path):
     torch.save(torchvision.models.resnet18().state_dict(), path)
     check(compose, "arch=resnet18", f"weights={path}", "content_layers=[3]", "style_layers=[0,1]")
     state = torchvision.models.resnet18().state_dict()
-    state["fc.weight"] = torch.zeros(5, 512)
+    # a head fine-tuned to 5 classes, or none (a self-supervised checkpoint): never run, so both pass
+    state["fc.weight"], state["fc.bias"] = torch.zeros(5, 512), torch.zeros(5)
+    torch.save(state, path)
+    check(compose, "arch=resnet18", f"weights={path}", "content_layers=[3]")
+    torch.save({k: v for k, v in state.items() if not k.startswith("fc.")}, path)
+    check(compose, "arch=resnet18", f"weights={path}", "content_layers=[3]")
+    state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
     torch.save(state, path)
     from experiments.validate import ConfigError
 
-    with pytest.raises(ConfigError, match=r"fc.weight: \[5, 512\] in the file, \[1000, 512\] in resnet18"):
+    with pytest.raises(ConfigError, match=r"layer1.0.conv1.weight: \[64, 64, 1, 1\] in the file, \[64, 64, 3, 3\]"):
         check(compose, "arch=resnet18", f"weights={path}", "content_layers=[3]")
 
 

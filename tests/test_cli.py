@@ -39,7 +39,7 @@ def test_one_job_is_deterministic_and_records_everything(tmp_path):
     ("content_layers=[relu9_9]", "unknown layer 'relu9_9'"),
     ("beta=-5", "beta -5 must be a finite number >= 0"),
     ("alpha=nan", "alpha nan must be a finite number >= 0"),
-    ("size=3", "too small for layers"),
+    ("size=3", "size 3 gives a 3x3 image, too small for content_layers layer 4 (conv3_1)"),
     ("device=cuda:7", "CUDA is not available"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, override, message):

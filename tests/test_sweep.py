@@ -131,3 +131,10 @@ def test_a_third_key_swept_with_null_is_held_at_null():
     df.attrs["swept"] = ["beta", "style_layers", "tap"]
     assert report.held(df) == {"tap": None}
     assert list(report.pivots(df)["content_loss"].to_numpy().ravel()) == [0, 1, 2, 3]
+
+
+def test_loss_curves_of_forty_jobs_are_told_apart():
+    from nst.figures import line_style
+
+    styles = [tuple(line_style(k).values()) for k in range(40)]
+    assert len(set(styles)) == 40 and len({s[0] for s in styles[:10]}) == 10
