@@ -60,6 +60,7 @@ class Session:
 
 
 SESSION = Session()
+CONF = Path(__file__).resolve().parent.parent / "conf"  # the config groups are its directories
 
 
 def bad_input_types() -> tuple[type[BaseException], ...]:
@@ -209,7 +210,12 @@ def shared_directory(config: DictConfig) -> BaseException | None:
     from nst.metrics import NOT_RESULT_KEYS
 
     seen: dict[str, dict[str, str]] = {}
-    for job in expand(config):
+    jobs = expand(config)
+    if not jobs:  # `beta=glob(*)` (a glob over a key, not a config group): Hydra launched nothing, exit 1
+        swept = [o for o in config.hydra.overrides.task if "(" in str(o)]
+        return ConfigError(f"{swept[0] if swept else 'the sweep'}: expands to no jobs"
+                           + ("; glob() selects options of a config group (painting=glob(*))" if swept else ""))
+    for job in jobs:
         name, parsed = sweep.dirname(job), sweep.parse(job)
         path = Path(config.hydra.sweep.dir) / name
         if path.exists() and not path.is_dir():  # else the sweep stopped there, without its report
@@ -231,10 +237,15 @@ def shared_directory(config: DictConfig) -> BaseException | None:
 
 
 def first_error(config: DictConfig) -> BaseException | None:
-    """The first job's bad-input error when every job of the sweep has one, else None."""
+    """The error of a job that Hydra cannot compose (its sweeper would stop there, after overwriting the sweep
+    directory's multirun.yaml: a typo in a swept key, a missing option of a swept group), else the first job's
+    bad-input error when every job of the sweep has one, else None. A job is composed only for a value no earlier
+    job had: one job per value of each swept key, not the product."""
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from experiments.report import invocation
     from experiments.validate import validate
@@ -245,14 +256,24 @@ def first_error(config: DictConfig) -> BaseException | None:
     once = {o.key_or_group for o in parser.parse_overrides(task) if not o.is_sweep_override()}
     as_typed = {k: v for k, v in typed_overrides(task).items() if k in once}
     first: BaseException | None = None
+    passed, seen = False, set()
     for overrides in (jobs or {}).values():
+        if passed and seen.issuperset(overrides):
+            continue
+        seen.update(overrides)
+        try:
+            cfg = compose(config.hydra.job.config_name, overrides=overrides)
+        except (HydraException, OmegaConfBaseException) as e:
+            return e
+        if passed:
+            continue
         typed = typed_overrides(overrides) | as_typed
         try:
-            validate(resolved(compose(config.hydra.job.config_name, overrides=overrides), typed), typed)
-            return None
+            validate(resolved(cfg, typed), typed)
+            passed = True
         except bad_input_types() as e:
             first = first or e
-    return first
+    return None if passed else first
 
 
 def fail_in_sweep(cfg: DictConfig, out: Path, error: BaseException) -> None:
@@ -363,6 +384,16 @@ def describe_hydra_error(error: BaseException) -> str:
             return (f"{typed or f'{group}={option}'}: no such option in conf/{group}/; one of "
                     f"{', '.join(sorted(error.options))}" + (f"; did you mean {hint[0]}?" if hint else ""))
         return first_line(error)
+    if "Config group override must be a string or a list. Got NoneType" in text:  # painting=null
+        typed = next((a for a in sys.argv[1:] if re.fullmatch(r"[+~]?\w+=(null|None|~)?", a)
+                      and (CONF / a.lstrip("+~").partition("=")[0]).is_dir()), None)
+        group = typed.lstrip("+~").partition("=")[0] if typed else "a config group"
+        return f"{typed or 'a config group'}: a config group takes one of its options, not null; leave {group} out " \
+               "for none (its default)"
+    multiple = re.match(r"Multiple values for (\w+)\. To override", text)
+    if multiple:  # +experiment=paper_fig2: the group is in the defaults list already (as null)
+        typed = argv_override(multiple.group(1)) or multiple.group(1)
+        return f"{typed}: {multiple.group(1)} is in the config already; give {typed.lstrip('+')} (without the +)"
     ambiguous = re.match(r"Ambiguous value for argument '(([^=']+)=([^']*))'", text)
     if isinstance(error, ConfigCompositionException) and ambiguous:  # Hydra's three-line advice, in one
         override, key, values = ambiguous.groups()
@@ -372,6 +403,11 @@ def describe_hydra_error(error: BaseException) -> str:
         cause = str(error.__cause__ or "")
         override = re.search(r"Could not override '([^']+)'", text)
         delete = re.search(r"Could not delete from config\. '([^']+)' does not exist", text)
+        launcher = re.search(r"not in '(\w+LauncherConf)'", cause)
+        if override and override.group(1).startswith("hydra.launcher.") and launcher:
+            typed = argv_override(override.group(1)) or override.group(1)
+            return (f"{typed}: not a setting of this launcher ({launcher.group(1)}); choose the launcher that has "
+                    "it first, e.g. hydra/launcher=batched (conf/hydra/launcher/: batched, parallel, local, slurm)")
         if override and "not in struct" in cause or delete:
             key = (override or delete).group(1)
             typed = argv_override(key) or key
@@ -507,6 +543,9 @@ def entry(config_name: str) -> None:
         e = failed.error
         if full_error:
             raise e from None
+        if is_bad_input(e) and not isinstance(e, bad_input_types()):  # Hydra's, found before the sweep started
+            print(f"error: {describe_hydra_error(e)}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
         line = describe_job_error(e)
         code = EXIT_BAD_INPUT if isinstance(e, bad_input_types()) else EXIT_FAILED
         if code == EXIT_FAILED:

@@ -25,7 +25,11 @@ def invocation(sweep_dir: str | Path,
     if config is None:
         if not path.is_file():
             return None, None
-        config = OmegaConf.load(path)
+        try:
+            config = OmegaConf.load(path)
+        except Exception as e:  # cut short or edited by hand: it names the jobs to report, so say which file
+            raise ValueError(f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                             f"--all reports every job directory without it") from None
     started = path.stat().st_mtime if path.is_file() else None
     return {sweep.dirname(job): job for job in expand(config)}, started
 
@@ -42,23 +46,42 @@ def expand(config: DictConfig) -> list[list[str]]:
     return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | None = None) -> str:
-    """Write the report (and the figures) of a sweep directory; returns the console summary."""
-    jobs, started = invocation(sweep_dir, config)
+def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | None = None,
+            every_job: bool = False) -> str:
+    """Write the report (and the figures) of a sweep directory: the jobs of its last sweep (multirun.yaml), or
+    with `every_job` of every job directory in it; returns the console summary. A figure of an earlier report
+    that this one does not draw (a grid, after a re-run of one row) is removed, as report.write does its pivots."""
+    sweep_dir = Path(sweep_dir)
+    jobs, started = (None, None) if every_job else invocation(sweep_dir, config)
+    if jobs is None and sweep_dir.is_dir():
+        inner = sorted(d.name for d in sweep_dir.iterdir() if (d / MULTIRUN_FILE).is_file())
+        if inner:  # a folder of sweeps (a sweep's job directories hold none): its single runs were reported alone
+            raise ValueError(f"{str(sweep_dir)!r} holds sweeps, not jobs ({', '.join(inner[:3])}"
+                             f"{', ...' if len(inner) > 3 else ''}); report each: python -m experiments.report "
+                             f"{sweep_dir / inner[0]}")
     df, summary = report.write(sweep_dir, jobs, started=started)
     if draw:
         paths = figures.all_figures(df, sweep_dir)
+        for stale in {sweep_dir / f"{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")} - set(paths):
+            stale.unlink(missing_ok=True)
         summary += "\nfigures: " + ", ".join(str(p) for p in paths if p.suffix == ".png")
     return summary
 
 
+FIGURES = ("grid", "strip", "losses")  # nst.figures.all_figures draws these, as .png and .pdf
+
+
 def cli(argv: list[str] | None = None, *, draw: bool = False) -> int:
     """Command line: one sweep directory in, files and a summary out; one-line errors."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog=f"python -m experiments.{'figures' if draw else 'report'}",
+                                     description=__doc__)
     parser.add_argument("sweep_dir", help="a multirun directory, e.g. outputs/grid/2026-01-01_12-00-00")
+    parser.add_argument("--all", action="store_true", dest="every_job",
+                        help="every job directory in it, not only those of its last sweep (multirun.yaml): e.g. "
+                             "after a re-run of part of a sweep into the same directory")
     args = parser.parse_args(argv)
     try:
-        print(publish(args.sweep_dir, draw=draw))
+        print(publish(args.sweep_dir, draw=draw, every_job=args.every_job))
         status = pd.read_csv(Path(args.sweep_dir) / "report.csv", usecols=["status"])["status"]
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

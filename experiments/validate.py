@@ -271,6 +271,21 @@ def _fits(c: _Check, key: str, net: Any, layers: dict[str, list], size: tuple[in
 TOO_SMALL_BOUND = 256  # no image this size loses a feature map: VGG19's deepest layer is at 1/16, torchvision's at 1/32
 
 
+GROUPS = ("optimizer", "backbone", "experiment", "painting")  # conf/config.yaml's config groups, one option each
+
+
+def _groups(c: _Check) -> None:
+    """The config groups as typed: one option each. A list is Hydra's multi-select, which merges the options in
+    order: painting=[starry_night,the_scream] ran The Scream alone, silently."""
+    for group in GROUPS:
+        text = c.typed.get(group, "")
+        if text.startswith("["):
+            raise ConfigError(f"{group}={text}: one {group} per job; sweep them with -m {group}={text.strip('[]')}")
+    if "style" in c.typed and "painting" in c.typed:  # experiment=paper_fig2 sweeps painting: typed for its jobs
+        raise ConfigError(f"style={c.typed['style']} would replace painting={c.typed['painting']}'s image, while "
+                          f"its ratio and its name in the report stay; give one of them (ratio=... with style=)")
+
+
 def _layers(c: _Check, key: str, net: Any) -> list:
     value = list(as_tuple(c.get(key)))
     for layer in value:
@@ -430,6 +445,8 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
     missing = [k for k in CHECKED if k not in cfg and k not in OPTIONAL]
     if missing:
         raise ConfigError(f"{missing[0]} is missing from the config")
+
+    _groups(c)
 
     # the keys that need no file
     if "max_pixels" in cfg:

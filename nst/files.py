@@ -7,6 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process's umask, read by setting it (there is no getter): once, at import, before any thread."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call write(tmp_path) on a temporary file beside `path`, then rename it into place."""
     path = Path(path)
@@ -14,6 +24,7 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp's 0600 would hide results from a shared cluster's group
         write(tmp)
         os.replace(tmp, path)
     except BaseException:

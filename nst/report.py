@@ -10,7 +10,9 @@ import yaml
 from nst import metrics, sweep
 from nst.files import write_text
 
-ALWAYS = ["alpha", "beta", "content_layers", "style_layers", "style_loss"]  # shown even when not swept
+# shown even when not swept: what tells two sweeps' rows apart once concatenated (pd.concat of two layer scans)
+ALWAYS = ["arch", "weights", "size", "seed", "loss", "alpha", "beta", "ratio", "content_layers", "style_layers",
+          "style_loss"]
 METRICS = ["content_loss", "style_loss", "total_loss", "tv_loss", "gram_style_loss", "content_psnr",
            "saved/content_loss", "saved/style_loss", "saved/total_loss"]
 RENAMED = {"style_loss": "style_loss_fn"}  # config keys whose names are taken by a metric column
@@ -196,11 +198,15 @@ def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
     if df.attrs["others"]:
         lines.append(f"warning: {len(df.attrs['others'])} other job directories in {sweep_dir} belong to other "
                      f"runs and are not in this report: {', '.join(df.attrs['others'][:5])}"
-                     + (" ..." if len(df.attrs["others"]) > 5 else ""))
+                     + (" ..." if len(df.attrs["others"]) > 5 else "")
+                     + f"; python -m experiments.report --all {sweep_dir} reports every job")
     more = held_text(df) if all(axes(df)) else ""
     if more:  # a pivot or a grid has two axes: a third swept key would silently pick one job per cell
         lines.append(f"the pivots and the grid show {more} only, of {len(df)} jobs; report.csv has every job")
-    for metric, table in pivots(df).items():
+    tables = pivots(df)
+    for stale in set(sweep_dir.glob("pivot_*.csv")) - {sweep_dir / f"pivot_{m}.csv" for m in tables}:
+        stale.unlink()  # an earlier report's (of another shape): the directory's tables are this report's
+    for metric, table in tables.items():
         write_text(sweep_dir / f"pivot_{metric}.csv", table.to_csv())
         if table.isna().all(axis=None):  # no job of the plane finished (e.g. all interrupted): nothing to show
             continue

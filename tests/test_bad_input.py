@@ -178,7 +178,11 @@ def test_a_sweep_whose_every_job_is_bad_is_refused_before_it_starts(tmp_path):
     (["hydra/launcher=batched", "hydra.launcher.batch_size=0"], "hydra.launcher.batch_size 0 must be an integer"),
     (["hydra/launcher=batched", "hydra.launcher.memory_mb=-5"], "hydra.launcher.memory_mb -5 must be a number"),
     (["hydra/launcher=batched", "+hydra.launcher.foo=1"], "+hydra.launcher.foo=1: not a setting of this launcher"),
-], ids=["threads", "max_pixels", "twice", "spellings", "subdir", "batch_size", "memory_mb", "launcher_key"])
+    (["bta=1e3,1e4"], "bta=1e3,1e4: unknown key bta; did you mean beta?"),
+    (["optimizer=lbfgs,sgd"], "optimizer=lbfgs,sgd: no such option in conf/optimizer/"),
+    (["beta=glob(*)"], "beta=glob(*): expands to no jobs"),
+], ids=["threads", "max_pixels", "twice", "spellings", "subdir", "batch_size", "memory_mb", "launcher_key",
+        "swept_key_typo", "swept_group_option", "no_jobs"])
 def test_a_sweep_that_would_lose_jobs_or_its_record_is_refused_untouched(tmp_path, overrides, expected):
     """Jobs that would share one directory (the second skipped as complete, or overwriting the first), and bad
     launcher settings: refused before the sweeper writes multirun.yaml (it overwrote an existing sweep's)."""
@@ -387,6 +391,9 @@ def test_every_config_key_is_checked(compose):
     (["+sizee=1"], "sizee 1 is not a config key; did you mean size?"),
     (["multiscale=[[32,2],[64]]"], "multiscale [[32,2],[64]] holds [64]"),
     (["style_blend=[1,2]"], "style_blend [1,2] has 2 weights for 1 style image"),
+    (["painting=[starry_night,the_scream]"], "painting=[starry_night,the_scream]: one painting per job; sweep them "
+                                             "with -m painting=starry_night,the_scream"),
+    (["painting=shipwreck", "style={tiny}"], "would replace painting=shipwreck's image"),
     (["size=3", "content_layers=[conv1_1]"], "size 3 gives a 3x3 image, too small for style_layers layer 4 (conv3_1)"),
     (["style_scale=0.05", "size=64"], "style_scale 0.05 gives a 3x2 style image, too small for style_layers layer 4"),
     (["multiscale=[[4,2],[64,2]]"], "multiscale [[4,2],[64,2]] gives a 3x4 image, too small for content_layers"),

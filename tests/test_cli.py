@@ -41,6 +41,9 @@ def test_one_job_is_deterministic_and_records_everything(tmp_path):
     ("alpha=nan", "alpha nan must be a finite number >= 0"),
     ("size=3", "size 3 gives a 3x3 image, too small for content_layers layer 4 (conv3_1)"),
     ("device=cuda:7", "CUDA is not available"),
+    ("painting=null", "painting=null: a config group takes one of its options, not null; leave painting out"),
+    ("+experiment=paper_fig2", "give experiment=paper_fig2 (without the +)"),
+    ("hydra.launcher.batch_size=4", "not a setting of this launcher (BasicLauncherConf); choose the launcher"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, override, message):
     r = run_cli("experiments.transfer", *TINY, override, f"hydra.run.dir={tmp_path}")

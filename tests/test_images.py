@@ -58,3 +58,24 @@ def test_png_written_atomically_and_round_trips(tmp_path):
     path = save_png(x, tmp_path / "a" / "r.png")
     assert sorted(p.name for p in path.parent.iterdir()) == ["r.png"]  # no temporary file left behind
     assert (load_image(path) - x).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_written_files_get_the_mode_a_plain_open_would(tmp_path):
+    import os
+
+    from nst.files import write_text
+
+    old = os.umask(0o027)
+    try:
+        import importlib
+
+        import nst.files
+
+        importlib.reload(nst.files)
+        nst.files.write_text(tmp_path / "a.csv", "x\n")
+    finally:
+        os.umask(old)
+        importlib.reload(nst.files)
+    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o640  # mkstemp alone gave 0600: unreadable to a group
+    write_text(tmp_path / "b.csv", "x\n")
+    assert (tmp_path / "b.csv").stat().st_mode & 0o777 == 0o666 & ~old

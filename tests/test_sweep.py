@@ -138,3 +138,42 @@ def test_loss_curves_of_forty_jobs_are_told_apart():
 
     styles = [tuple(line_style(k).values()) for k in range(40)]
     assert len(set(styles)) == 40 and len({s[0] for s in styles[:10]}) == 10
+
+
+def test_report_all_stale_tables_and_figures_and_unreadable_inputs(tmp_path, capsys):
+    """A re-run of one row into a 2 x 2 sweep's directory: its report is that row's (a strip; the grid and the
+    pivots of the earlier report removed, not left beside it), and --all reports all four jobs again (a grid)."""
+    from experiments.report import cli
+
+    sweep_dir = tmp_path / "sweep"
+    for beta in (1, 2):
+        for layers in ("0", "0-1"):
+            name = f"beta={beta},style_layers={layers}"
+            job(sweep_dir, name, beta=float(beta))
+            record = metrics.read(sweep_dir / name)
+            record["config"]["style_layers"] = [int(i) for i in layers.split("-")]
+            metrics.write(sweep_dir / name, record)
+            (sweep_dir / name / ".hydra").mkdir()
+            (sweep_dir / name / ".hydra" / "overrides.yaml").write_text(
+                f"- beta={beta}\n- style_layers=[{layers.replace('-', ',')}]\n")
+    assert cli([str(sweep_dir)], draw=True) == 0
+    assert {p.name for p in sweep_dir.glob("pivot_*.csv")} and (sweep_dir / "grid.png").is_file()
+    row = OmegaConf.create({"hydra": {"sweeper": {"params": {}}, "overrides": {"task": ["beta=1,2",
+                                                                                        "style_layers=[0]"]}}})
+    OmegaConf.save(row, sweep_dir / "multirun.yaml")
+    assert cli([str(sweep_dir)], draw=True) == 0
+    assert "--all" in capsys.readouterr().out and len(pd.read_csv(sweep_dir / "report.csv")) == 2
+    assert not list(sweep_dir.glob("pivot_*.csv")) and not (sweep_dir / "grid.png").exists()
+    assert (sweep_dir / "strip.png").is_file()
+    assert cli([str(sweep_dir), "--all"], draw=True) == 0
+    report_all = pd.read_csv(sweep_dir / "report.csv")
+    assert len(report_all) == 4 and (sweep_dir / "grid.png").is_file() and not (sweep_dir / "strip.png").exists()
+    assert {"arch", "size", "seed", "loss", "ratio"} <= set(report_all)  # concatenated sweeps stay apart
+
+    (sweep_dir / "multirun.yaml").write_text("hydra: {sweeper: [\n")
+    assert cli([str(sweep_dir)]) == 2
+    assert "multirun.yaml cannot be read" in capsys.readouterr().err
+    (tmp_path / "single").mkdir()
+    (tmp_path / "single" / ".hydra").mkdir()  # a single run beside the sweep: it was reported as "the sweep"
+    assert cli([str(tmp_path)]) == 2
+    assert "holds sweeps, not jobs (sweep)" in capsys.readouterr().err
