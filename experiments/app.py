@@ -185,6 +185,15 @@ def check_sweep(config: DictConfig) -> None:
         shared = None
     if shared is not None:
         raise JobFailed(shared)
+    try:
+        from experiments.validate import ConfigError, launcher_settings
+
+        launcher_settings(OmegaConf.to_container(config.hydra.launcher, resolve=True),
+                          typed_overrides(config.hydra.overrides.hydra))
+    except ConfigError as e:
+        raise JobFailed(e) from None
+    except Exception as e:  # e.g. n_jobs from a resolver that fails: the launcher says why
+        log.debug("the launcher's settings were not checked: %s: %s", type(e).__name__, e)
     if str(OmegaConf.select(config, "hydra.launcher._target_") or "").startswith(REMOTE_LAUNCHERS):
         return
     level = log.level
@@ -230,7 +239,7 @@ def shared_directory(config: DictConfig) -> BaseException | None:
             if not unnamed:  # beta=1000,1e3: two spellings of one value
                 return ConfigError(f"{values} are one value (directory {name}); give it once")
             return ConfigError(f"{values}: these jobs would share the directory {name}, as {', '.join(unnamed)} "
-                               "does not name a job's directory (it does not change the result); run one sweep "
+                               "does not name a job's directory (it is not part of a job's identity); run one sweep "
                                "per value, each in its own hydra.sweep.dir")
         seen[name] = parsed
     return None
@@ -423,8 +432,12 @@ def describe_hydra_error(error: BaseException) -> str:
         typed = argv_override(key)
         return f"{typed or key}: not a setting of this launcher ({unknown.group(1).rpartition('.')[2]})"
     if isinstance(error, OverrideParseException):
-        return f"cannot parse the override {error.override!r}: {first_line(error)}" \
-            if getattr(error, "override", None) else first_line(error)
+        override = getattr(error, "override", None) or ""
+        key, _, value = override.partition("=")
+        if value.startswith("~"):  # bash left it unexpanded (quoted): Hydra's grammar has no bare ~ in a value
+            return f"{override}: a path starting with ~ needs Hydra's quotes: \"{key}='{value}'\" (or leave it " \
+                   "unquoted for bash to expand)"
+        return f"cannot parse the override {override!r}: {first_line(error)}" if override else first_line(error)
     if isinstance(error, OmegaConfBaseException):
         key = getattr(error, "full_key", None)
         msg = re.sub(r"^\w+ raised while resolving interpolation: ", "", str(error).splitlines()[0] if text else "")
@@ -459,6 +472,48 @@ def on_sigterm(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     SESSION.terminated = True
     raise Terminated()
+
+
+def descendants() -> dict[int, int]:
+    """{pid: parent pid} of this process's live descendants (Linux /proc; none elsewhere), without
+    multiprocessing's resource trackers (they ignore SIGINT and outlive the jobs)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            state, ppid = text[text.rindex(")") + 2:].split()[:2]
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if state != "Z" and b"resource_tracker" not in cmdline:
+            parents[int(stat.parent.name)] = int(ppid)
+    found: dict[int, int] = {}
+    frontier = {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier}
+        found |= {pid: parents[pid] for pid in frontier}
+    return found
+
+
+def stop_job_processes(grace: float = 3.0, patience: float = 30.0) -> None:
+    """An interrupt of the main process alone (SIGTERM from a scheduler or `kill`, SIGINT from `kill -INT`) left
+    the sweep's job processes running (hydra/launcher=local, parallel): they finished after the report had called
+    their jobs missing, re-parented to init. Give them `grace` seconds to stop on their own (Ctrl-C reaches the
+    whole process group), then send SIGINT to each job process (the leaves: submitit's task under its controller,
+    joblib's workers), and wait up to `patience` seconds for them to record their interrupts."""
+    deadline = time.monotonic() + grace
+    while descendants() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    live = descendants()
+    for pid in set(live) - set(live.values()):
+        try:
+            os.kill(pid, signal.SIGINT)
+        except OSError:
+            pass
+    deadline = time.monotonic() + patience
+    while live and time.monotonic() < deadline:
+        time.sleep(0.2)
+        live = descendants()
 
 
 def report_after_interrupt() -> Path | None:
@@ -531,6 +586,10 @@ def entry(config_name: str) -> None:
     except KeyboardInterrupt as e:
         code = EXIT_SIGTERM if SESSION.terminated or isinstance(e, Terminated) else EXIT_SIGINT
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            stop_job_processes()
+        except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
+            pass
         report = report_after_interrupt()
         where = f" (job {SESSION.interrupted_job})" if SESSION.interrupted_job else ""
         tail = f"; report of the finished jobs: {report}" if report else ""

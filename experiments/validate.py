@@ -59,6 +59,8 @@ class _Check:
         return f"{key} {text}"
 
     def get(self, key: str) -> Any:
+        if key in self.cfg:  # a dotted key held as one (experiments.validate.number("hydra.launcher.n_jobs", ...))
+            return self.cfg[key]
         node: Any = self.cfg
         for part in key.split("."):
             node = node.get(part) if isinstance(node, Mapping) else None
@@ -89,7 +91,8 @@ def _is_number(value: Any) -> bool:
 
 
 def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
+    same_but_case = [c for c in choices if c.lower() == word.lower()]  # BF16, VGG19: too far apart for difflib
+    close = same_but_case or difflib.get_close_matches(word, choices, n=1)
     return f"; did you mean {close[0]}?" if close else ""
 
 
@@ -109,9 +112,38 @@ def _number(c: _Check, key: str, *, low: float = 0.0, strict: bool = False, null
         raise c.fail(key, f"must be {kind} {bound}" + (" or null" if null else ""))
 
 
-def number(key: str, value: Any, **rules: Any) -> None:
+def number(key: str, value: Any, typed: str | None = None, **rules: Any) -> None:
     """One number outside a job's config (e.g. a resolver's argument), checked and worded as validate does."""
-    _number(_Check({key: value}, None), key, **rules)
+    _number(_Check({key: value}, None if typed is None else {key: typed}), key, **rules)
+
+
+# Hydra's own launchers' settings: {launcher target prefix: {key: rules for `number`}}. Each failed after Hydra had
+# written multirun.yaml over an earlier sweep's (joblib n_jobs=0 "has no meaning"; submitit timeout_min=0
+# UncompletedJobError, tasks_per_node=0 IndexError with two tracebacks)
+LAUNCHER_NUMBERS = {
+    "hydra_plugins.hydra_joblib_launcher.": {"timeout": {"strict": True, "null": True}},
+    "hydra_plugins.hydra_submitit_launcher.": {
+        "timeout_min": {"strict": True}, "cpus_per_task": {"low": 1, "integer": True, "null": True},
+        "gpus_per_node": {"integer": True, "null": True}, "tasks_per_node": {"low": 1, "integer": True},
+        "nodes": {"low": 1, "high": 1, "integer": True}, "mem_gb": {"strict": True, "null": True}},
+}
+
+
+def launcher_settings(launcher: Mapping[str, Any], typed: Mapping[str, str]) -> None:
+    """Check the settings of Hydra's joblib and submitit-local launchers (ours check their own in setup)."""
+    target = str(launcher.get("_target_", ""))
+    for prefix, rules in LAUNCHER_NUMBERS.items():
+        if target.startswith(prefix):
+            for key, rule in rules.items():
+                if key in launcher:
+                    name = f"hydra.launcher.{key}"
+                    number(name, launcher[key], typed.get(name), **rule)
+    if target.startswith("hydra_plugins.hydra_joblib_launcher."):
+        n_jobs = launcher.get("n_jobs")
+        if not _is_int(n_jobs) or n_jobs == 0:
+            shown = typed.get("hydra.launcher.n_jobs", _repr(n_jobs))
+            raise ConfigError(f"hydra.launcher.n_jobs {shown} must be a nonzero integer (jobs at once; -1: one per "
+                              "core); by default it is the cores divided by `threads`")
 
 
 def _choice(c: _Check, key: str, choices: tuple | list, *, null: bool = False) -> None:
@@ -302,7 +334,41 @@ def _layers(c: _Check, key: str, net: Any) -> list:
                 resolve(layer, net)
             except ValueError as e:
                 raise c.fail(key, f"is not valid: {e}") from None
+        names = [layer for layer in value if isinstance(layer, str)]
+        for layer, outputs in _named_outputs(net, names).items():
+            if len(outputs) > 1:  # the hook reads the last call before the pass is cut: it depends on other layers
+                raise c.fail(key, f"names {layer!r}, a module the network calls {len(outputs)} times in one pass "
+                                  "(a ResNet block's shared ReLU): which output it means would depend on the other "
+                                  "layers; name the module before it (e.g. its bn2) or give a conv index")
+            if not outputs:
+                raise c.fail(key, f"names {layer!r}, which the network's forward pass never runs")
+            if outputs[0] != 4:
+                raise c.fail(key, f"names {layer!r}, whose output is {outputs[0]}-D, not a feature map (N, C, H, W): "
+                                  "a classifier layer; give a convolutional layer")
     return value
+
+
+def _named_outputs(net: Any, names: list[str]) -> dict[str, list[int]]:
+    """{name: the number of dimensions of each of its module's outputs} in one whole forward pass of `net` at
+    224 px on the meta device (nothing computed); {} where the network cannot run there."""
+    import torch
+
+    if not names:
+        return {}
+    modules = dict(net.named_modules())
+    seen: dict[str, list[int]] = {name: [] for name in names}
+    handles = [modules[name].register_forward_hook(
+        lambda _m, _i, out, name=name: seen[name].append(out.dim() if isinstance(out, torch.Tensor) else 0))
+        for name in names]
+    try:
+        with torch.no_grad():
+            net(torch.empty(1, 3, 224, 224, device="meta"))
+    except Exception:  # a network that does not run on meta: the job's own errors apply
+        return {}
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
 
 
 def _weights(c: _Check, arch: str) -> None:

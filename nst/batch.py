@@ -280,7 +280,7 @@ def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: A
         out: list[JobResult | BaseException] = []
         for j, (spec, model) in enumerate(zip(specs, models)):
             if result.status[j] == "failed":
-                out.append(NonFiniteLoss(f"{result.reason[j]}; lower the learning rate or the loss weights"))
+                out.append(NonFiniteLoss(result.reason[j]))
                 continue
             try:
                 image = result.x[j:j + 1]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from nst.engine import GRADIENT_CAP
+from nst.engine import GRADIENT_CAP, non_finite
 
 Objective = Callable[[Tensor, Tensor], "Tensor | tuple[Tensor, Tensor]"]
 TRIAL_SLOTS = 3  # gradients a line search holds besides the start point's: two bracket ends and the newest trial
@@ -348,8 +348,9 @@ def minimize(fn: Objective, x0: Tensor, *, steps: int, lr: float = 1.0, history_
 
     def fail(p: _Problem, loss: float, gtd: float) -> None:
         p.status = "failed"
-        p.reason = (f"loss became {loss} at iteration {p.iterations}" if not math.isfinite(loss)
-                    else f"gradient became non-finite at iteration {p.iterations}")
+        p.reason = (non_finite(loss, p.iterations) if not math.isfinite(loss) else
+                    f"gradient became non-finite at iteration {p.iterations}; lower the learning rate or the loss "
+                    "weights")
         if p.gen is not None:
             p.gen.close()
 

@@ -98,7 +98,15 @@ def loss_scale(gradient_norm: float, cap: float = GRADIENT_CAP) -> float:
 def check_finite(loss: float, iteration: int) -> None:
     """Raise NonFiniteLoss when the total loss is NaN or infinite."""
     if not math.isfinite(loss):
-        raise NonFiniteLoss(f"loss became {loss} at iteration {iteration}; lower the learning rate or the loss weights")
+        raise NonFiniteLoss(non_finite(loss, iteration))
+
+
+def non_finite(loss: float, iteration: int) -> str:
+    """Why a job stopped on a NaN or infinite loss, and what to change."""
+    if iteration == 0:  # before any step: the weights, not the optimiser (alpha=1e40)
+        return (f"loss is {loss} at the start, before any step: the weighted terms overflow float32; lower alpha, "
+                "beta or tv_weight")
+    return f"loss became {loss} at iteration {iteration}; lower the learning rate or the loss weights"
 
 
 def make_optimizer(name: str, params: list[torch.Tensor], *, steps: int, lr: float, history_size: int = 100,

@@ -16,7 +16,7 @@ from nst.report import axes, held_text, plane, sort_key  # noqa: E402
 from nst.sweep import NAMES_COLUMNS  # noqa: E402
 
 LABELS = {"beta": "β", "alpha": "α", "ratio": "α/β", "style_layers": "style layers", "content_layers": "content layers",
-          "style_loss_fn": "loss"}
+          "style_loss_fn": "style loss"}  # not "loss": that is the normalisation convention's key
 CELL = 1.9  # inches per image column
 
 

@@ -31,7 +31,8 @@ from nst.files import write_text
 
 FILE = "metrics.json"
 OK = "ok"
-# Keys that never change a result: left out of the resume comparison (and of job directory names).
+# Keys that are not part of a job's identity: left out of the resume comparison and of job directory names.
+# `threads` changes the rounding (README, its row in the config table), not the experiment.
 NOT_RESULT_KEYS = ("images_root", "progress", "threads", "max_pixels")
 
 
@@ -107,7 +108,7 @@ def read(out_dir: str | Path) -> dict[str, Any] | None:
 
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A config without the keys that do not change a result."""
+    """A config without the keys that are not part of a job's identity (NOT_RESULT_KEYS)."""
     return {k: v for k, v in config.items() if k not in NOT_RESULT_KEYS}
 
 

@@ -62,6 +62,9 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str
     m = metrics.read(job_dir) or {"status": "missing", "config": {}}
     if m["status"] == "missing" and (job_dir / metrics.FILE).is_file():  # there, but cut short or edited
         m = {"status": "unreadable", "error": f"{metrics.FILE} is not a JSON record", "config": {}}
+    elif m["status"] == "missing" and (job_dir / ".hydra").is_dir():  # started: e.g. a joblib worker killed
+        m = {"status": "unfinished", "error": f"started, but left no {metrics.FILE}: killed, or still running",
+             "config": {}}
     cfg = m.get("config") or {}
     row, given = {"job": job_dir.name}, overrides(job_dir, launched)
     for key in dict.fromkeys(ALWAYS + swept):
@@ -210,8 +213,9 @@ def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
         write_text(sweep_dir / f"pivot_{metric}.csv", table.to_csv())
         if table.isna().all(axis=None):  # no job of the plane finished (e.g. all interrupted): nothing to show
             continue
+        shown = table.rename(columns=lambda v: f"{v:g}" if isinstance(v, float) else v)  # 1e-08, not 1.000000e-08
         lines += [f"{metric} (rows {table.index.name}, columns {table.columns.name}):",
-                  table.to_string(float_format=lambda v: f"{v:.3g}")]
+                  shown.to_string(float_format=lambda v: f"{v:.3g}")]
     failed = df[df["status"] != "ok"]
     lines += [f"{r.job}: {r.status} {r.error if isinstance(r.error, str) else ''}".rstrip()
               for r in failed.itertuples()]

@@ -181,8 +181,10 @@ def test_a_sweep_whose_every_job_is_bad_is_refused_before_it_starts(tmp_path):
     (["bta=1e3,1e4"], "bta=1e3,1e4: unknown key bta; did you mean beta?"),
     (["optimizer=lbfgs,sgd"], "optimizer=lbfgs,sgd: no such option in conf/optimizer/"),
     (["beta=glob(*)"], "beta=glob(*): expands to no jobs"),
+    (["hydra/launcher=parallel", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs 0 must be a nonzero integer"),
+    (["hydra/launcher=local", "hydra.launcher.timeout_min=0"], "hydra.launcher.timeout_min 0 must be a finite"),
 ], ids=["threads", "max_pixels", "twice", "spellings", "subdir", "batch_size", "memory_mb", "launcher_key",
-        "swept_key_typo", "swept_group_option", "no_jobs"])
+        "swept_key_typo", "swept_group_option", "no_jobs", "joblib_n_jobs", "submitit_timeout"])
 def test_a_sweep_that_would_lose_jobs_or_its_record_is_refused_untouched(tmp_path, overrides, expected):
     """Jobs that would share one directory (the second skipped as complete, or overwriting the first), and bad
     launcher settings: refused before the sweeper writes multirun.yaml (it overwrote an existing sweep's)."""
@@ -245,6 +247,34 @@ def test_sweep_with_a_bad_job_runs_the_good_one_reports_both_and_exits_1(tmp_pat
     assert failed["status"] == "failed" and "ratio 0" in failed["error"] and not (bad / "result.png").exists()
     report = pd.read_csv(sweep / "report.csv").set_index("job")
     assert report.loc[good.name, "status"] == "ok" and report.loc[bad.name, "status"] == "failed"
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_main_process_alone_stops_the_local_launchers_jobs(tmp_path):
+    """`kill PID` (a scheduler's SIGTERM) reached only the main process: its submitit jobs ran on, re-parented to
+    init, and later wrote ok results under a report that called them missing."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.transfer", "-m", "size=32", "progress=false",
+                             "steps=100000", "threads=1", "hydra/launcher=local", f"hydra.sweep.dir={sweep}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(sweep.glob("*/.hydra")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(8)  # the job process imports torch, then optimises
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    record = json.loads(next(sweep.glob("*/metrics.json")).read_text())
+    assert record["status"] == "interrupted" and "interrupted after" in record["error"]
+    def cmdline(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError:  # gone meanwhile
+            return b""
+
+    left = [cmdline(p) for p in Path("/proc").glob("[0-9]*/cmdline") if str(sweep).encode() in cmdline(p)]
+    assert not left, left
 
 
 @pytest.mark.slow
@@ -391,6 +421,10 @@ def test_every_config_key_is_checked(compose):
     (["+sizee=1"], "sizee 1 is not a config key; did you mean size?"),
     (["multiscale=[[32,2],[64]]"], "multiscale [[32,2],[64]] holds [64]"),
     (["style_blend=[1,2]"], "style_blend [1,2] has 2 weights for 1 style image"),
+    (["arch=resnet18", "weights=random", "content_layers=[layer1.0.relu]"],
+     "names 'layer1.0.relu', a module the network calls 2 times in one pass"),
+    (["arch=resnet18", "weights=random", "content_layers=[fc]"], "names 'fc', whose output is 2-D, not a feature"),
+    (["precision=BF16"], "did you mean bf16?"),
     (["painting=[starry_night,the_scream]"], "painting=[starry_night,the_scream]: one painting per job; sweep them "
                                              "with -m painting=starry_night,the_scream"),
     (["painting=shipwreck", "style={tiny}"], "would replace painting=shipwreck's image"),

@@ -166,6 +166,13 @@ def test_nan_stops_at_the_evaluation_that_made_it(optimizer):
     assert model.calls == 5
 
 
+def test_a_loss_that_overflows_at_the_start_names_the_weights():
+    """alpha=1e40 said "loss became inf at iteration 0; lower the learning rate", which was not the cause."""
+    model = Fn(lambda x, calls: (x - 0.2).pow(2).sum() * 1e38 * 1e38)
+    with pytest.raises(NonFiniteLoss, match="inf at the start, before any step.*lower alpha, beta or tv_weight"):
+        optimise(model, torch.rand(1, 3, 4, 4), steps=5)
+
+
 @pytest.mark.parametrize("optimizer, applied", [("lbfgs", 3), ("adam", 4)])
 def test_interrupt_carries_the_completed_iterations(optimizer, applied):
     def stop_at_3(p: Progress) -> None:
