@@ -92,8 +92,20 @@ def failure(config: dict[str, Any], error: BaseException, status: str = "failed"
 
 
 def write(out_dir: str | Path, metrics: dict[str, Any]) -> Path:
-    """Write metrics.json into a job directory (atomically)."""
-    return write_text(Path(out_dir) / FILE, json.dumps(metrics, indent=2, allow_nan=True))
+    """Write metrics.json into a job directory (atomically), as strict JSON: a NaN or infinite value (a failed job's
+    loss) is null, which jq and JavaScript read (Python's bare NaN is not JSON)."""
+    return write_text(Path(out_dir) / FILE, json.dumps(_finite(metrics), indent=2, allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None, in nested dicts and lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def read(out_dir: str | Path) -> dict[str, Any] | None:

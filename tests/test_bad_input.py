@@ -243,8 +243,10 @@ def test_sweep_with_a_bad_job_runs_the_good_one_reports_both_and_exits_1(tmp_pat
     assert len(errors) == 1 and "1 job of the sweep failed" in errors[0], r.stderr[-2000:]
     good, bad = job(sweep, "ratio", 1e-4), job(sweep, "ratio", 0)
     assert json.loads((good / "metrics.json").read_text())["status"] == "ok" and (good / "result.png").is_file()
-    failed = json.loads((bad / "metrics.json").read_text())
+    strict = {"parse_constant": lambda c: pytest.fail(f"{c} in metrics.json is not JSON")}  # jq refused it
+    failed = json.loads((bad / "metrics.json").read_text(), **strict)
     assert failed["status"] == "failed" and "ratio 0" in failed["error"] and not (bad / "result.png").exists()
+    assert failed["total_loss"] is None
     report = pd.read_csv(sweep / "report.csv").set_index("job")
     assert report.loc[good.name, "status"] == "ok" and report.loc[bad.name, "status"] == "failed"
 
