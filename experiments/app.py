@@ -41,9 +41,10 @@ class JobFailed(BaseException):
     """A single job's error on its way to `entry`: a BaseException, so that Hydra passes it through untouched
     (for an Exception it would print its own "Error executing job" line first)."""
 
-    def __init__(self, error: BaseException):
+    def __init__(self, error: BaseException, before_sweep: bool = False):
         super().__init__(str(error))
         self.error = error
+        self.before_sweep = before_sweep  # found by check_sweep: Hydra's own errors are then bad input (exit 2)
 
 
 @dataclass
@@ -206,7 +207,7 @@ def check_sweep(config: DictConfig) -> None:
     finally:
         log.setLevel(level)
     if first is not None:
-        raise JobFailed(first)  # a BaseException: Hydra turns a callback's Exception into a warning
+        raise JobFailed(first, before_sweep=True)  # a BaseException: Hydra turns a callback's Exception into a warning
 
 
 def shared_directory(config: DictConfig) -> BaseException | None:
@@ -434,9 +435,10 @@ def describe_hydra_error(error: BaseException) -> str:
     if isinstance(error, OverrideParseException):
         override = getattr(error, "override", None) or ""
         key, _, value = override.partition("=")
-        if value.startswith("~"):  # bash left it unexpanded (quoted): Hydra's grammar has no bare ~ in a value
-            return f"{override}: a path starting with ~ needs Hydra's quotes: \"{key}='{value}'\" (or leave it " \
-                   "unquoted for bash to expand)"
+        if re.search(r"(^|[\[,])\s*~", value):  # bash left it unexpanded (quoted, or in a list): Hydra's grammar
+            example = f"{key}='{value}'" if value.startswith("~") else f"{key}=['~/a.png','~/b.png']"  # has no bare ~
+            return f"{override}: a path starting with ~ needs Hydra's quotes: \"{example}\" (or, for one path, no " \
+                   "quotes at all, for bash to expand it)"
         return f"cannot parse the override {override!r}: {first_line(error)}" if override else first_line(error)
     if isinstance(error, OmegaConfBaseException):
         key = getattr(error, "full_key", None)
@@ -495,12 +497,13 @@ def descendants() -> dict[int, int]:
     return found
 
 
-def stop_job_processes(grace: float = 3.0, patience: float = 30.0) -> None:
+def stop_job_processes(grace: float = 2.0, patience: float = 15.0) -> None:
     """An interrupt of the main process alone (SIGTERM from a scheduler or `kill`, SIGINT from `kill -INT`) left
-    the sweep's job processes running (hydra/launcher=local, parallel): they finished after the report had called
-    their jobs missing, re-parented to init. Give them `grace` seconds to stop on their own (Ctrl-C reaches the
-    whole process group), then send SIGINT to each job process (the leaves: submitit's task under its controller,
-    joblib's workers), and wait up to `patience` seconds for them to record their interrupts."""
+    hydra/launcher=local's job processes running: they finished after the report had called their jobs missing,
+    re-parented to init. Give them `grace` seconds to stop on their own (Ctrl-C reaches the whole process group),
+    then send SIGINT to each job process (the leaves: submitit's task under its controller), and wait up to
+    `patience` seconds for them to record their interrupts (well within SLURM's 30 s between SIGTERM and SIGKILL).
+    Joblib's workers are gone by then: joblib kills them on the interrupt, and their jobs are "unfinished"."""
     deadline = time.monotonic() + grace
     while descendants() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -602,7 +605,7 @@ def entry(config_name: str) -> None:
         e = failed.error
         if full_error:
             raise e from None
-        if is_bad_input(e) and not isinstance(e, bad_input_types()):  # Hydra's, found before the sweep started
+        if failed.before_sweep and not isinstance(e, bad_input_types()):  # Hydra's: composing a job of the sweep
             print(f"error: {describe_hydra_error(e)}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
         line = describe_job_error(e)

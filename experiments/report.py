@@ -53,22 +53,22 @@ def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | No
     that this one does not draw (a grid, after a re-run of one row) is removed, as report.write does its pivots."""
     sweep_dir = Path(sweep_dir)
     jobs, started = (None, None) if every_job else invocation(sweep_dir, config)
-    if jobs is None and sweep_dir.is_dir():
-        inner = sorted(d.name for d in sweep_dir.iterdir() if (d / MULTIRUN_FILE).is_file())
-        if inner:  # a folder of sweeps (a sweep's job directories hold none): its single runs were reported alone
-            raise ValueError(f"{str(sweep_dir)!r} holds sweeps, not jobs ({', '.join(inner[:3])}"
-                             f"{', ...' if len(inner) > 3 else ''}); report each: python -m experiments.report "
-                             f"{sweep_dir / inner[0]}")
+    inner = sorted(d.name for d in sweep_dir.iterdir() if (d / MULTIRUN_FILE).is_file()) \
+        if jobs is None and sweep_dir.is_dir() else []  # sweeps inside: a folder such as outputs/transfer/
+    if inner and not report.job_dirs(sweep_dir):
+        raise ValueError(f"{str(sweep_dir)!r} holds sweeps, not jobs ({', '.join(inner[:3])}"
+                         f"{', ...' if len(inner) > 3 else ''}); report each: python -m experiments.report "
+                         f"{sweep_dir / inner[0]}")
     df, summary = report.write(sweep_dir, jobs, started=started)
+    if inner:  # its single runs are reported; the sweeps beside them are not mixed in
+        summary += (f"\nwarning: the sweeps in {sweep_dir} are not in this report ({', '.join(inner[:3])}"
+                    f"{', ...' if len(inner) > 3 else ''}); report each on its own")
     if draw:
         paths = figures.all_figures(df, sweep_dir)
-        for stale in {sweep_dir / f"{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")} - set(paths):
+        for stale in set(figures.drawn_paths(sweep_dir)) - set(paths):  # an earlier report's (another shape)
             stale.unlink(missing_ok=True)
         summary += "\nfigures: " + ", ".join(str(p) for p in paths if p.suffix == ".png")
     return summary
-
-
-FIGURES = ("grid", "strip", "losses")  # nst.figures.all_figures draws these, as .png and .pdf
 
 
 def cli(argv: list[str] | None = None, *, draw: bool = False) -> int:

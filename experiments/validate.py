@@ -120,9 +120,10 @@ def number(key: str, value: Any, typed: str | None = None, **rules: Any) -> None
 # Hydra's own launchers' settings: {launcher target prefix: {key: rules for `number`}}. Each failed after Hydra had
 # written multirun.yaml over an earlier sweep's (joblib n_jobs=0 "has no meaning"; submitit timeout_min=0
 # UncompletedJobError, tasks_per_node=0 IndexError with two tracebacks)
+JOBLIB = "hydra_plugins.hydra_joblib_launcher."
 LAUNCHER_NUMBERS = {
-    "hydra_plugins.hydra_joblib_launcher.": {"timeout": {"strict": True, "null": True}},
-    "hydra_plugins.hydra_submitit_launcher.": {
+    JOBLIB: {"timeout": {"strict": True, "null": True}},
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher": {
         "timeout_min": {"strict": True}, "cpus_per_task": {"low": 1, "integer": True, "null": True},
         "gpus_per_node": {"integer": True, "null": True}, "tasks_per_node": {"low": 1, "integer": True},
         "nodes": {"low": 1, "high": 1, "integer": True}, "mem_gb": {"strict": True, "null": True}},
@@ -138,7 +139,7 @@ def launcher_settings(launcher: Mapping[str, Any], typed: Mapping[str, str]) -> 
                 if key in launcher:
                     name = f"hydra.launcher.{key}"
                     number(name, launcher[key], typed.get(name), **rule)
-    if target.startswith("hydra_plugins.hydra_joblib_launcher."):
+    if target.startswith(JOBLIB):
         n_jobs = launcher.get("n_jobs")
         if not _is_int(n_jobs) or n_jobs == 0:
             shown = typed.get("hydra.launcher.n_jobs", _repr(n_jobs))
@@ -279,7 +280,8 @@ def _memory(c: _Check, net: Any, layers: list, size: tuple[int, int], plan: list
                      "or precision=bf16 (activations in half the memory)")
 
 
-def _fits(c: _Check, key: str, net: Any, layers: dict[str, list], size: tuple[int, int], what: str) -> None:
+def _fits(c: _Check, key: str, net: Any, layers: dict[str, list], size: tuple[int, int], what: str,
+          tap: str) -> None:
     """Refuse an image size at which a requested layer's feature map would be empty (after the network's pooling
     and strides), with a meta-device pass: nothing is computed. Before, the job failed at run time naming no key."""
     if net is None or min(size) >= TOO_SMALL_BOUND:
@@ -292,9 +294,9 @@ def _fits(c: _Check, key: str, net: Any, layers: dict[str, list], size: tuple[in
     for layers_key, value in layers.items():
         for layer in value:
             try:
-                Encoder(net, [layer])(image)
+                Encoder(net, [layer], tap)(image)
             except RuntimeError:  # pooling: "Output size is too small"; a conv: "Kernel size can't be greater"
-                name = f" ({layer_key(layer, net, 'conv')})" if isinstance(layer, int) else ""
+                name = f" ({layer_key(layer, net, tap)})" if isinstance(layer, int) else ""
                 raise c.fail(key, f"gives a {size[0]}x{size[1]} {what}, too small for {layers_key} layer "
                                   f"{_repr(layer)}{name}: its feature map would be empty; use a larger size or "
                                   "shallower layers") from None
@@ -334,41 +336,46 @@ def _layers(c: _Check, key: str, net: Any) -> list:
                 resolve(layer, net)
             except ValueError as e:
                 raise c.fail(key, f"is not valid: {e}") from None
-        names = [layer for layer in value if isinstance(layer, str)]
-        for layer, outputs in _named_outputs(net, names).items():
-            if len(outputs) > 1:  # the hook reads the last call before the pass is cut: it depends on other layers
-                raise c.fail(key, f"names {layer!r}, a module the network calls {len(outputs)} times in one pass "
-                                  "(a ResNet block's shared ReLU): which output it means would depend on the other "
-                                  "layers; name the module before it (e.g. its bn2) or give a conv index")
-            if not outputs:
-                raise c.fail(key, f"names {layer!r}, which the network's forward pass never runs")
-            if outputs[0] != 4:
-                raise c.fail(key, f"names {layer!r}, whose output is {outputs[0]}-D, not a feature map (N, C, H, W): "
-                                  "a classifier layer; give a convolutional layer")
     return value
 
 
-def _named_outputs(net: Any, names: list[str]) -> dict[str, list[int]]:
-    """{name: the number of dimensions of each of its module's outputs} in one whole forward pass of `net` at
-    224 px on the meta device (nothing computed); {} where the network cannot run there."""
+def _reached(c: _Check, net: Any, layers: dict[str, list], tap: str) -> None:
+    """Refuse a layer whose module the network's (eval-mode) forward pass calls twice (a ResNet block's shared
+    ReLU: which call a hook reads would depend on the other layers requested), never (googlenet's auxiliary
+    heads), or whose output is no (N, C, H, W) feature map (a classifier layer: it ran, or failed with an
+    IndexError, exit 1). One pass at 224 px on the meta device: nothing is computed."""
     import torch
 
-    if not names:
-        return {}
-    modules = dict(net.named_modules())
-    seen: dict[str, list[int]] = {name: [] for name in names}
-    handles = [modules[name].register_forward_hook(
-        lambda _m, _i, out, name=name: seen[name].append(out.dim() if isinstance(out, torch.Tensor) else 0))
-        for name in names]
+    from nst.features import layer_key, resolve
+
+    if net is None:
+        return
+    modules = {(key, layer): resolve(layer, net, tap)[0] for key, value in layers.items() for layer in value}
+    seen: dict[tuple, list[int]] = {k: [] for k in modules}
+    handles = [module.register_forward_hook(
+        lambda _m, _i, out, k=k: seen[k].append(out.dim() if isinstance(out, torch.Tensor) else 0))
+        for k, module in modules.items()]
+    training = net.training
     try:
         with torch.no_grad():
-            net(torch.empty(1, 3, 224, 224, device="meta"))
+            net.eval()(torch.empty(1, 3, 224, 224, device="meta"))
     except Exception:  # a network that does not run on meta: the job's own errors apply
-        return {}
+        return
     finally:
+        net.train(training)
         for handle in handles:
             handle.remove()
-    return seen
+    for (key, layer), outputs in seen.items():
+        shown = _repr(layer) + (f" ({layer_key(layer, net, tap)})" if isinstance(layer, int) else "")
+        if len(outputs) > 1:
+            raise c.fail(key, f"names {shown}, a module the network calls {len(outputs)} times in one pass "
+                              "(a ResNet block's shared ReLU): which output it means would depend on the other "
+                              "layers; name the module before it (e.g. its bn2) or give a conv index")
+        if not outputs:
+            raise c.fail(key, f"names {shown}, which the network's forward pass never runs (in eval mode)")
+        if outputs[0] != 4:
+            raise c.fail(key, f"names {shown}, whose output is {outputs[0]}-D, not a feature map "
+                              "(N, C, H, W): a classifier layer; give a convolutional layer")
 
 
 def _weights(c: _Check, arch: str) -> None:
@@ -569,6 +576,8 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
     net = structure(arch, str(c.get("weights")), str(c.get("pooling")))
     content_layers = _layers(c, "content_layers", net)
     style_layers = _layers(c, "style_layers", net)
+    tap = c.get("tap") or CONVENTIONS[c.get("loss")][3]  # the convention's own where tap is null
+    _reached(c, net, {"content_layers": content_layers, "style_layers": style_layers}, tap)
     _weights_list(c, "style_layer_weights", len(style_layers) if style_layers else None, "style layer")
 
     # something to optimise
@@ -597,8 +606,9 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
         raise c.fail(key, f"gives a {target[0]}x{target[1]} image = {target[0] * target[1]:,} pixels, over "
                           f"max_pixels {budget:,.0f}; use a smaller size or raise max_pixels")
     _upscale_warning("content", content, native, target, f"size={long_side}")
+    smallest = fit_long_side(*native, min(sizes))  # the first scale's
     _fits(c, "multiscale" if plan else "size", net, {"content_layers": content_layers, "style_layers": style_layers},
-          fit_long_side(*native, min(sizes)), "image")
+          smallest, "image", tap)
     _memory(c, net, content_layers + style_layers, target, plan, content_layers)
 
     styles = list(as_tuple(c.get("style")))
@@ -610,9 +620,8 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
             scale = c.get("style_scale")
             size = target if scale is None else fit_long_side(*native_style, max(1, round(scale * max(target))))
             if scale is not None:
-                smallest = fit_long_side(*native, min(sizes))
                 _fits(c, "style_scale", net, {"style_layers": style_layers},
-                      fit_long_side(*native_style, max(1, round(scale * max(smallest)))), "style image")
+                      fit_long_side(*native_style, max(1, round(scale * max(smallest)))), "style image", tap)
             if size[0] * size[1] > budget:
                 raise c.fail("style_scale", f"gives a {size[0]}x{size[1]} style image = {size[0] * size[1]:,} "
                                             f"pixels, over max_pixels {budget:,.0f}")

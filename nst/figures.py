@@ -171,6 +171,14 @@ def _shared(df: pd.DataFrame, column: str) -> str | None:
     return values[0] if len(values) == 1 and isinstance(values[0], str) else None
 
 
+FIGURES = ("grid", "strip", "losses")  # what all_figures may draw, each as .png and .pdf
+
+
+def drawn_paths(sweep_dir: str | Path) -> list[Path]:
+    """Every figure file all_figures may write into a sweep directory."""
+    return [Path(sweep_dir) / f"{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
+
+
 def all_figures(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
     """The figures a sweep calls for: a grid for two axes, a strip for one, loss curves always."""
     sweep_dir = Path(sweep_dir)

@@ -8,7 +8,14 @@ from pathlib import Path
 
 
 def _umask() -> int:
-    """The process's umask, read by setting it (there is no getter): once, at import, before any thread."""
+    """The process's umask: Linux's /proc/self/status; elsewhere read by setting it (there is no getter), once, at
+    import."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -71,9 +71,10 @@ def test_a_damaged_job_is_reported_as_such(tmp_path):
     (tmp_path / "beta=2" / "metrics.json").write_text('{"status": "ok", "con')
     job(tmp_path, "beta=3", beta=3.0)
     (tmp_path / "beta=3" / "metrics.json").write_text('{"a": 1}')  # JSON, but no record (it raised KeyError)
+    (tmp_path / "beta=4" / ".hydra").mkdir(parents=True)  # started, then its process killed (a joblib worker)
     df, summary = report.write(tmp_path)
-    assert list(df["status"]) == ["damaged", "unreadable", "unreadable"]
-    assert list(df["result"]) == ["", "beta=2/result.png", "beta=3/result.png"]
+    assert list(df["status"]) == ["damaged", "unreadable", "unreadable", "unfinished"]
+    assert list(df["result"]) == ["", "beta=2/result.png", "beta=3/result.png", ""]
     assert "beta=1: damaged result.png is damaged" in summary and "beta=2: unreadable metrics.json" in summary
 
 
@@ -173,7 +174,9 @@ def test_report_all_stale_tables_and_figures_and_unreadable_inputs(tmp_path, cap
     (sweep_dir / "multirun.yaml").write_text("hydra: {sweeper: [\n")
     assert cli([str(sweep_dir)]) == 2
     assert "multirun.yaml cannot be read" in capsys.readouterr().err
-    (tmp_path / "single").mkdir()
-    (tmp_path / "single" / ".hydra").mkdir()  # a single run beside the sweep: it was reported as "the sweep"
-    assert cli([str(tmp_path)]) == 2
-    assert "holds sweeps, not jobs (sweep)" in capsys.readouterr().err
+    assert cli([str(tmp_path)]) == 2  # a folder of sweeps
+    assert "holds sweeps, not jobs (sweep); report each" in capsys.readouterr().err
+    job(tmp_path, "single")  # and a single run beside it (outputs/transfer/ holds both): reported, the sweep not
+    assert cli([str(tmp_path)]) == 0
+    assert "the sweeps in" in capsys.readouterr().out and list(pd.read_csv(tmp_path / "report.csv")["job"]) == [
+        "single"]
