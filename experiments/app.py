@@ -222,9 +222,10 @@ def shared_directory(config: DictConfig) -> BaseException | None:
     seen: dict[str, dict[str, str]] = {}
     jobs = expand(config)
     if not jobs:  # `beta=glob(*)` (a glob over a key, not a config group): Hydra launched nothing, exit 1
-        swept = [o for o in config.hydra.overrides.task if "(" in str(o)]
+        swept = [str(o) for o in config.hydra.overrides.task if "(" in str(o)]
         return ConfigError(f"{swept[0] if swept else 'the sweep'}: expands to no jobs"
-                           + ("; glob() selects options of a config group (painting=glob(*))" if swept else ""))
+                           + ("; glob() selects options of a config group (painting=glob(*))"
+                              if swept and "glob(" in swept[0] else ""))
     for job in jobs:
         name, parsed = sweep.dirname(job), sweep.parse(job)
         path = Path(config.hydra.sweep.dir) / name
@@ -390,7 +391,8 @@ def describe_hydra_error(error: BaseException) -> str:
         group, _, option = missing.rpartition("/")
         typed = argv_override(group) if group else None
         if group and error.options:
-            hint = difflib.get_close_matches(option, list(error.options), n=1)
+            hint = [o for o in error.options if o.lower() == option.lower()] \
+                or difflib.get_close_matches(option, list(error.options), n=1)
             return (f"{typed or f'{group}={option}'}: no such option in conf/{group}/; one of "
                     f"{', '.join(sorted(error.options))}" + (f"; did you mean {hint[0]}?" if hint else ""))
         return first_line(error)

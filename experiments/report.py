@@ -27,11 +27,15 @@ def invocation(sweep_dir: str | Path,
             return None, None
         try:
             config = OmegaConf.load(path)
+            jobs = expand(config)
         except Exception as e:  # cut short or edited by hand: it names the jobs to report, so say which file
-            raise ValueError(f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                             f"--all reports every job directory without it") from None
+            why = str(e).splitlines()[0] if str(e) else ""
+            raise ValueError(f"{path} cannot be read ({type(e).__name__}: {why}); --all reports every job "
+                             "directory without it") from None
+    else:
+        jobs = expand(config)
     started = path.stat().st_mtime if path.is_file() else None
-    return {sweep.dirname(job): job for job in expand(config)}, started
+    return {sweep.dirname(job): job for job in jobs}, started
 
 
 def expand(config: DictConfig) -> list[list[str]]:
@@ -68,13 +72,18 @@ def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | No
         for stale in set(figures.drawn_paths(sweep_dir)) - set(paths):  # an earlier report's (another shape)
             stale.unlink(missing_ok=True)
         summary += "\nfigures: " + ", ".join(str(p) for p in paths if p.suffix == ".png")
+    elif any(p.is_file() for p in figures.drawn_paths(sweep_dir)):
+        summary += (f"\nthe figures in {sweep_dir} are not redrawn and may show an earlier report; "
+                    f"python -m experiments.figures {sweep_dir}{' --all' * every_job} redraws them")
     return summary
 
 
 def cli(argv: list[str] | None = None, *, draw: bool = False) -> int:
     """Command line: one sweep directory in, files and a summary out; one-line errors."""
+    from experiments import figures as figures_app
+
     parser = argparse.ArgumentParser(prog=f"python -m experiments.{'figures' if draw else 'report'}",
-                                     description=__doc__)
+                                     description=figures_app.__doc__ if draw else __doc__)
     parser.add_argument("sweep_dir", help="a multirun directory, e.g. outputs/grid/2026-01-01_12-00-00")
     parser.add_argument("--all", action="store_true", dest="every_job",
                         help="every job directory in it, not only those of its last sweep (multirun.yaml): e.g. "

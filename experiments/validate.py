@@ -140,6 +140,12 @@ def launcher_settings(launcher: Mapping[str, Any], typed: Mapping[str, str]) -> 
                     name = f"hydra.launcher.{key}"
                     number(name, launcher[key], typed.get(name), **rule)
     if target.startswith(JOBLIB):
+        for key, choices in (("prefer", ("processes", "threads", None)),
+                             ("backend", ("loky", "multiprocessing", "threading", "sequential", None))):
+            if launcher.get(key) not in choices:  # joblib said "prefer=foo is not a valid backend hint", no key
+                name = f"hydra.launcher.{key}"
+                raise ConfigError(f"{name} {typed.get(name, _repr(launcher.get(key)))} is not one of "
+                                  f"{' | '.join(str(x) if x else 'null' for x in choices)}")
         n_jobs = launcher.get("n_jobs")
         if not _is_int(n_jobs) or n_jobs == 0:
             shown = typed.get("hydra.launcher.n_jobs", _repr(n_jobs))

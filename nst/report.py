@@ -39,6 +39,15 @@ def overrides(job_dir: Path, launched: list[str] | None = None) -> dict[str, str
     return sweep.parse(yaml.safe_load(path.read_text()) if path.is_file() else launched or [])
 
 
+LAYER_COLUMNS = ("content_layers", "style_layers")  # sets of layers, as text: "0,1"
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """A report.csv with its layer sets as text, as written: pandas alone reads a report whose sets are all one
+    index ("0") as numbers, and its rows then do not group with another report's "0"."""
+    return pd.read_csv(path, dtype={c: str for c in LAYER_COLUMNS})
+
+
 def typed(text: str | None) -> object:
     """An override's value text as the config would hold it: numbers, lists, or the text."""
     if text is None:
@@ -63,7 +72,7 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str
     if m["status"] == "missing" and (job_dir / metrics.FILE).is_file():  # there, but cut short or edited
         m = {"status": "unreadable", "error": f"{metrics.FILE} is not a JSON record", "config": {}}
     elif m["status"] == "missing" and (job_dir / ".hydra").is_dir():  # started: e.g. a joblib worker killed
-        m = {"status": "unfinished", "error": f"started, but left no {metrics.FILE}: killed, or still running",
+        m = {"status": "unfinished", "error": f"(no {metrics.FILE}: its process was killed, or is still running)",
              "config": {}}
     cfg = m.get("config") or {}
     row, given = {"job": job_dir.name}, overrides(job_dir, launched)

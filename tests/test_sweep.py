@@ -180,3 +180,18 @@ def test_report_all_stale_tables_and_figures_and_unreadable_inputs(tmp_path, cap
     assert cli([str(tmp_path)]) == 0
     assert "the sweeps in" in capsys.readouterr().out and list(pd.read_csv(tmp_path / "report.csv")["job"]) == [
         "single"]
+
+
+def test_two_reports_concatenate_and_group_by_their_layer_sets(tmp_path):
+    """A report whose only style set is [0] read the column as the number 0; another's "0" stayed text, so the
+    same cell made two groups after pd.concat."""
+    for name, layers in (("a", ([0],)), ("b", ([0], [0, 1]))):
+        for k, style in enumerate(layers):
+            job(tmp_path / name, f"style_layers={k}", beta=1.0)
+            record = metrics.read(tmp_path / name / f"style_layers={k}")
+            record["config"]["style_layers"] = style
+            metrics.write(tmp_path / name / f"style_layers={k}", record)
+        report.write(tmp_path / name)
+    both = pd.concat([report.read_csv(tmp_path / n / "report.csv") for n in ("a", "b")])
+    assert both.groupby("style_layers").size().to_dict() == {"0": 2, "0,1": 1}
+    assert pd.read_csv(tmp_path / "a" / "report.csv")["style_layers"].dtype != object  # why read_csv exists
