@@ -61,7 +61,6 @@ class Session:
 
 
 SESSION = Session()
-CONF = Path(__file__).resolve().parent.parent / "conf"  # the config groups are its directories
 
 
 def bad_input_types() -> tuple[type[BaseException], ...]:
@@ -381,7 +380,7 @@ def describe_hydra_error(error: BaseException) -> str:
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
-    from experiments.validate import ConfigError
+    from experiments.validate import GROUPS, ConfigError
 
     text = str(error)
     if isinstance(error, ConfigError):  # ours (e.g. a launcher setting): already `<key> <value> <why>`
@@ -398,7 +397,7 @@ def describe_hydra_error(error: BaseException) -> str:
         return first_line(error)
     if "Config group override must be a string or a list. Got NoneType" in text:  # painting=null
         typed = next((a for a in sys.argv[1:] if re.fullmatch(r"[+~]?\w+=(null|None|~)?", a)
-                      and (CONF / a.lstrip("+~").partition("=")[0]).is_dir()), None)
+                      and a.lstrip("+~").partition("=")[0] in GROUPS), None)
         group = typed.lstrip("+~").partition("=")[0] if typed else "a config group"
         return f"{typed or 'a config group'}: a config group takes one of its options, not null; leave {group} out " \
                "for none (its default)"
@@ -506,19 +505,24 @@ def stop_job_processes(grace: float = 2.0, patience: float = 15.0) -> None:
     then send SIGINT to each job process (the leaves: submitit's task under its controller), and wait up to
     `patience` seconds for them to record their interrupts (well within SLURM's 30 s between SIGTERM and SIGKILL).
     Joblib's workers are gone by then: joblib kills them on the interrupt, and their jobs are "unfinished"."""
-    deadline = time.monotonic() + grace
-    while descendants() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    live = descendants()
+    live = wait_for_descendants(grace)
     for pid in set(live) - set(live.values()):
         try:
             os.kill(pid, signal.SIGINT)
         except OSError:
             pass
-    deadline = time.monotonic() + patience
+    if live:
+        wait_for_descendants(patience)
+
+
+def wait_for_descendants(seconds: float) -> dict[int, int]:
+    """Wait until this process has no live descendants, or `seconds` have passed; those still alive."""
+    deadline = time.monotonic() + seconds
+    live = descendants()
     while live and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.1)
         live = descendants()
+    return live
 
 
 def report_after_interrupt() -> Path | None:

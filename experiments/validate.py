@@ -112,9 +112,9 @@ def _number(c: _Check, key: str, *, low: float = 0.0, strict: bool = False, null
         raise c.fail(key, f"must be {kind} {bound}" + (" or null" if null else ""))
 
 
-def number(key: str, value: Any, typed: str | None = None, **rules: Any) -> None:
+def number(key: str, value: Any, **rules: Any) -> None:
     """One number outside a job's config (e.g. a resolver's argument), checked and worded as validate does."""
-    _number(_Check({key: value}, None if typed is None else {key: typed}), key, **rules)
+    _number(_Check({key: value}, None), key, **rules)
 
 
 # Hydra's own launchers' settings: {launcher target prefix: {key: rules for `number`}}. Each failed after Hydra had
@@ -133,24 +133,19 @@ LAUNCHER_NUMBERS = {
 def launcher_settings(launcher: Mapping[str, Any], typed: Mapping[str, str]) -> None:
     """Check the settings of Hydra's joblib and submitit-local launchers (ours check their own in setup)."""
     target = str(launcher.get("_target_", ""))
+    c = _Check({f"hydra.launcher.{k}": v for k, v in launcher.items()}, typed)
     for prefix, rules in LAUNCHER_NUMBERS.items():
         if target.startswith(prefix):
             for key, rule in rules.items():
                 if key in launcher:
-                    name = f"hydra.launcher.{key}"
-                    number(name, launcher[key], typed.get(name), **rule)
-    if target.startswith(JOBLIB):
-        for key, choices in (("prefer", ("processes", "threads", None)),
-                             ("backend", ("loky", "multiprocessing", "threading", "sequential", None))):
-            if launcher.get(key) not in choices:  # joblib said "prefer=foo is not a valid backend hint", no key
-                name = f"hydra.launcher.{key}"
-                raise ConfigError(f"{name} {typed.get(name, _repr(launcher.get(key)))} is not one of "
-                                  f"{' | '.join(str(x) if x else 'null' for x in choices)}")
+                    _number(c, f"hydra.launcher.{key}", **rule)
+    if target.startswith(JOBLIB):  # joblib said "prefer=foo is not a valid backend hint", naming no key
+        _choice(c, "hydra.launcher.prefer", ("processes", "threads"), null=True)
+        _choice(c, "hydra.launcher.backend", ("loky", "multiprocessing", "threading", "sequential"), null=True)
         n_jobs = launcher.get("n_jobs")
         if not _is_int(n_jobs) or n_jobs == 0:
-            shown = typed.get("hydra.launcher.n_jobs", _repr(n_jobs))
-            raise ConfigError(f"hydra.launcher.n_jobs {shown} must be a nonzero integer (jobs at once; -1: one per "
-                              "core); by default it is the cores divided by `threads`")
+            raise c.fail("hydra.launcher.n_jobs", "must be a nonzero integer (jobs at once; -1: one per core); by "
+                                                  "default it is the cores divided by `threads`")
 
 
 def _choice(c: _Check, key: str, choices: tuple | list, *, null: bool = False) -> None:
@@ -514,7 +509,7 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
     bad one. `typed`: {key: text as typed on the command line}, quoted in messages."""
     from nst.color import MODES as COLOR_MODES
     from nst.features import TAPS
-    from nst.losses import CONVENTIONS
+    from nst.losses import CONVENTIONS, convention
     from nst.style_losses import STYLE_LOSSES
 
     c = _Check(cfg, typed)
@@ -582,7 +577,7 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
     net = structure(arch, str(c.get("weights")), str(c.get("pooling")))
     content_layers = _layers(c, "content_layers", net)
     style_layers = _layers(c, "style_layers", net)
-    tap = c.get("tap") or CONVENTIONS[c.get("loss")][3]  # the convention's own where tap is null
+    tap = convention(c.get("loss"), tap=c.get("tap")).tap  # the convention's own where tap is null
     _reached(c, net, {"content_layers": content_layers, "style_layers": style_layers}, tap)
     _weights_list(c, "style_layer_weights", len(style_layers) if style_layers else None, "style layer")
 
