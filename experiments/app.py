@@ -575,6 +575,12 @@ def entry(config_name: str) -> None:
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises its errors here, and we print them in one line
     signal.signal(signal.SIGTERM, on_sigterm)
+    # A command started in the background by a non-interactive shell (`nohup cmd &`, a script's `cmd &`) inherits
+    # SIGINT ignored, and so would its job processes: `kill -INT` did nothing, and on `kill PID` the local
+    # launcher's jobs ignored stop_job_processes' SIGINT and ran on after the report had called them unfinished.
+    # Restored to Python's KeyboardInterrupt here; the job processes then start with the default disposition.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     multirun = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]  # Hydra's parser wants them first
     sys.argv[1:] = multirun + [a for a in sys.argv[1:] if a not in multirun]
     preset = argv_override("experiment")

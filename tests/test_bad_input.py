@@ -22,6 +22,12 @@ from tests.conftest import run_cli
 TINY = ["size=32", "steps=2", "progress=false"]
 
 
+def as_background_job() -> None:
+    """A command as a non-interactive shell's background job starts it (`nohup cmd &`): SIGINT ignored, which its
+    job processes would inherit (the app restores it; before, they ignored the stop and ran on)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG whose header claims width x height (1-bit grey) with almost no pixel data: a decompression bomb."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -254,11 +260,13 @@ def test_sweep_with_a_bad_job_runs_the_good_one_reports_both_and_exits_1(tmp_pat
 @pytest.mark.slow
 def test_sigterm_to_the_main_process_alone_stops_the_local_launchers_jobs(tmp_path):
     """`kill PID` (a scheduler's SIGTERM) reached only the main process: its submitit jobs ran on, re-parented to
-    init, and later wrote ok results under a report that called them missing."""
+    init, and later wrote ok results under a report that called them missing; started as `nohup cmd &` starts it,
+    they ignored the SIGINT that stops them."""
     sweep = tmp_path / "sweep"
     proc = subprocess.Popen([sys.executable, "-m", "experiments.transfer", "-m", "size=32", "progress=false",
                              "steps=100000", "threads=1", "hydra/launcher=local", f"hydra.sweep.dir={sweep}"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_background_job)
     deadline = time.time() + 120
     while not list(sweep.glob("*/.hydra")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -288,9 +296,7 @@ def test_interrupted_sweep_keeps_finished_jobs_and_reports_them(tmp_path, sig, c
     proc = subprocess.Popen([sys.executable, "-m", "experiments.transfer", "-m", "size=32", "progress=false",
                              "steps=2,100000,3", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            # a shell's background job inherits SIGINT ignored, and Python then never raises
-                            # KeyboardInterrupt: restore the default, as a terminal's Ctrl-C finds it
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=as_background_job)
     deadline = time.time() + 300
 
     def started(steps: int, name: str) -> bool:
@@ -332,8 +338,7 @@ def test_an_interrupted_batched_rerun_keeps_the_results_it_was_to_replace(tmp_pa
     draw(width=64, height=48, seed=2).save(content)  # new bytes: both jobs are redone
     proc = subprocess.Popen([sys.executable, "-m", "experiments.transfer", *args], cwd=tmp_path,
                             env=dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0"), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=as_background_job)
     out = ""
     while out.count("replacing the complete result") < 2 and proc.poll() is None:
         out += proc.stdout.readline()  # both prepared: the batch is next

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from tests.test_launchers import GRID, SAME, basic  # noqa: F401  (basic: the re
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]  # fits a 2-CPU node
 
 
+@functools.cache  # asked once: sinfo waits about 9 s for a controller that is not there
 def scheduler_absent() -> str | None:
     """Why no SLURM test can run here, or None when a scheduler answers sinfo."""
     if shutil.which("sinfo") is None:
