@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from nst import efficientnet
@@ -25,6 +24,8 @@ TRANSFORMERS = ("vit_", "swin_", "maxvit_")  # fixed input sizes, no convolution
 def architectures() -> list[str]:
     """Every `arch`: torchvision's convolutional classification architectures (vgg16, vgg19, resnet18, ...) and
     ours; its vision transformers are left out (they assert a 224 px input)."""
+    import torchvision  # here, not at the top: importing it takes 1.5 s (torch._dynamo), and VGG19 is ours
+
     names = torchvision.models.list_models(module=torchvision.models)
     return sorted([*(n for n in names if not n.startswith(TRANSFORMERS)), *OWN])
 
@@ -50,6 +51,8 @@ def torchvision_backbone(arch: str, weights: str, *, pooling: str = "max", seed:
     """A frozen torchvision `arch` with a state_dict file (`weights` a path) or seeded random weights."""
     if arch not in architectures() or arch in OWN:
         raise ValueError(f"arch {arch!r} is not a torchvision architecture; e.g. vgg16, vgg19, resnet18, alexnet")
+    import torchvision
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = torchvision.models.get_model(arch, weights=None)
