@@ -643,6 +643,33 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
                          + (_suggest(init, list(INITS)) if isinstance(init, str) else ""))
         native_init = image_header(c, "init", init)
         _upscale_warning("init", init, native_init, target, "the content's size")
+    _no_effect(c, net)
+
+
+def _no_effect(c: _Check, net: Any) -> None:
+    """Warn of a key typed for this job that changes nothing in it: a sweep over it gave identical cells and
+    spent the time of each, with no word."""
+    import torch
+
+    from nst.run import resolve_device
+
+    why: dict[str, str] = {}
+    if c.get("init") != "noise":  # the seed draws the noise start and nothing else (targets, weights=random: fixed)
+        why["seed"] = why["noise_std"] = f"only the white-noise start uses it, not {c.shown('init')}"
+    if c.get("optimizer")["name"] == "adam":
+        why["optimizer.history_size"] = why["optimizer.line_search"] = "an L-BFGS setting, unused by Adam"
+    if c.get("precision") == "tf32" and resolve_device(c.get("device")).type == "cpu":
+        why["precision"] = "tf32 changes CUDA's matrix products and convolutions only; on the CPU it is fp32"
+    if net is not None and not any(isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for m in net.modules()):
+        why["pooling"] = f"{c.get('arch')} has no pooling layer to set"
+    for key, reason in why.items():
+        if key in c.typed and (key, reason) not in _WARNED and log.isEnabledFor(logging.WARNING):
+            _WARNED.add((key, reason))  # not while app.check_sweep silences the jobs' checks: the first job warns
+            log.warning("%s=%s has no effect here (%s): runs that differ only in it give the same image",
+                        key, c.typed[key], reason)
+
+
+_WARNED: set[tuple[str, str]] = set()  # each once per process: a sweep's jobs share it
 
 
 # every key of conf/config.yaml, in its order (tests/test_bad_input.py keeps the two in step); `optimizer` is the

@@ -448,6 +448,25 @@ def test_careless_values_are_refused_in_one_line(compose, files, overrides, expe
     assert expected in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("overrides, key", [
+    (["init=content", "seed=3"], "seed"),
+    (["init=content", "noise_std=0.5"], "noise_std"),
+    (["optimizer=adam", "optimizer.history_size=5"], "optimizer.history_size"),
+    (["optimizer=adam", "optimizer.line_search=null"], "optimizer.line_search"),
+    (["precision=tf32", "device=cpu"], "precision"),
+    (["backbone=efficientnet_lite0", "pooling=avg"], "pooling"),
+    (["seed=3", "noise_std=0.5", "optimizer.history_size=5", "precision=bf16", "pooling=avg"], None)])
+def test_a_typed_key_without_effect_is_warned_of(compose, caplog, monkeypatch, overrides, key):
+    """A sweep over a key the job does not use (seeds of a content start, Adam's history) gave identical cells."""
+    import experiments.validate as validate
+
+    monkeypatch.setattr(validate, "_WARNED", set())
+    with caplog.at_level("WARNING", logger="nst"):
+        check(compose, *overrides)
+    warned = [r.getMessage() for r in caplog.records if "has no effect" in r.getMessage()]
+    assert len(warned) == (key is not None) and all(w.startswith(f"{key}=") for w in warned), warned
+
+
 def test_scalar_layers_and_a_tiny_image_upscaled_are_accepted_with_a_warning(compose, files, caplog):
     check(compose, "content_layers=4", "style_layer_weights=null")
     with caplog.at_level("WARNING", logger="nst"):

@@ -106,6 +106,18 @@ def test_failed_job_is_reported_and_the_sweep_goes_on(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_sweep_over_a_key_without_effect_is_warned_of_once(tmp_path):
+    """Seeds from the content start: the jobs give one image (the warning's claim), and the sweep says so once."""
+    sweep = tmp_path / "sweep"
+    r = run_cli("experiments.transfer", "-m", *TINY, "init=content", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout + r.stderr
+    assert out.count("has no effect here") == 1 and "seed=0 has no effect here" in out, out[-2000:]
+    images = {d.name: (d / "result.png").read_bytes() for d in sweep.glob("*/") if (d / "result.png").is_file()}
+    assert len(images) == 2 and len(set(images.values())) == 1
+
+
+@pytest.mark.slow
 def test_figures_command_and_reconstruction_strip(tmp_path):
     sweep = tmp_path / "content"
     r = run_cli("experiments.content_reconstruction", *TINY, "content_layers=[0],[3]", f"hydra.sweep.dir={sweep}")
