@@ -228,6 +228,17 @@ def _upscale_warning(key: str, path: str, native: tuple[int, int], target: tuple
 
 # ---------------------------------------------------------------------------------------------------- network
 
+def _in_place(net: Any) -> Any:
+    """Its ReLUs in place (the same shapes on the meta device): torch's out-of-place relu on meta imports
+    torch._dynamo, 0.9 s at the start of every command that passed validation."""
+    import torch
+
+    for module in net.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = True
+    return net
+
+
 def structure(arch: str, weights: str, pooling: str):
     """The backbone nst.backbones.backbone would build, on the meta device (no memory, no weights); None if it
     cannot be built there."""
@@ -238,7 +249,7 @@ def structure(arch: str, weights: str, pooling: str):
     try:
         with torch.device("meta"):
             if arch == "vgg19" and weights != "random":
-                return vgg19_features(pooling=pooling if pooling in POOLINGS else "max")
+                return _in_place(vgg19_features(pooling=pooling if pooling in POOLINGS else "max"))
             if arch == EFFICIENTNET:
                 from nst.efficientnet import efficientnet_lite0
 
@@ -295,7 +306,7 @@ def _fits(c: _Check, key: str, net: Any, layers: dict[str, list], size: tuple[in
     for layers_key, value in layers.items():
         for layer in value:
             try:
-                Encoder(net, [layer], tap)(image)
+                _in_place(Encoder(net, [layer], tap))(image)  # the Encoder turns them off: it keeps conv outputs
             except RuntimeError:  # pooling: "Output size is too small"; a conv: "Kernel size can't be greater"
                 name = f" ({layer_key(layer, net, tap)})" if isinstance(layer, int) else ""
                 raise c.fail(key, f"gives a {size[0]}x{size[1]} {what}, too small for {layers_key} layer "
