@@ -120,13 +120,16 @@ def other_run(cfg: DictConfig | dict, out_dir: str | Path) -> bool:
 
 
 def replaced_keys(cfg: DictConfig | dict, out_dir: str | Path) -> list[str] | None:
-    """The config keys in which out_dir's complete result differs from this job's ([]: only its input files),
-    or None when out_dir holds no complete result."""
+    """What differs between out_dir's complete result and this job: the config keys of its identity, then
+    "<role> file" for each input file of other bytes; None when out_dir holds no complete result."""
     m = metrics.read(out_dir)  # a record with a status, or None
     if m is None or m["status"] != metrics.OK:
         return None
-    c, before = settings(cfg), m.get("config") or {}
-    return sorted(k for k in set(c) | set(before) if c.get(k) != before.get(k))
+    c = settings(cfg)
+    now, before = metrics.comparable(c), metrics.comparable(m.get("config") or {})
+    inputs, recorded = fingerprints(JobSpec.from_config(c)), m.get("inputs") or {}
+    return (sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+            + [f"{role} file" for role in sorted(set(inputs) | set(recorded)) if inputs.get(role) != recorded.get(role)])
 
 
 def clear_previous(out_dir: str | Path) -> None:

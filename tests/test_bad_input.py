@@ -347,7 +347,7 @@ def test_an_interrupted_batched_rerun_keeps_the_results_it_was_to_replace(tmp_pa
     rest, _ = proc.communicate(timeout=300)
     out += rest
     assert proc.returncode == 130, out[-2000:]
-    assert out.count("replacing the complete result of an earlier run (other input files)") == 2, out[-2000:]
+    assert out.count("replacing the complete result of an earlier run (other content file)") == 2, out[-2000:]
     for d, png in before.items():
         assert (d / "result.png").read_bytes() == png
         assert json.loads((d / "metrics.json").read_text())["status"] == "ok"

@@ -1,6 +1,7 @@
 """What a sweep directory holds is what ran: same-named inputs, changed input bytes, other runs' jobs, single runs
 into a used directory (issue: no sweep silently loses or mixes a job)."""
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -18,27 +19,35 @@ def metrics(job_dir):
 @pytest.mark.slow
 def test_same_named_files_changed_bytes_and_other_runs(tmp_path):
     for folder, seed in (("a", 1), ("b", 2)):
-        (tmp_path / folder).mkdir()
-        draw(width=64, height=48, seed=seed).save(tmp_path / folder / "x.png")
+        (tmp_path / "root" / folder).mkdir(parents=True)
+        draw(width=64, height=48, seed=seed).save(tmp_path / "root" / folder / "x.png")
     sweep = tmp_path / "sweep"
-    args = ["experiments.transfer", "-m", *TINY, f"style={tmp_path}/a/x.png,{tmp_path}/b/x.png",
+    args = ["experiments.transfer", "-m", *TINY, "style=${images_root}/a/x.png,${images_root}/b/x.png",
             f"hydra.sweep.dir={sweep}"]
-    r = run_cli(*args, cwd=tmp_path)
+    r = run_cli(*args, f"images_root={tmp_path}/root", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     report = pd.read_csv(sweep / "report.csv")
     assert len(report) == 2 and report["job"].nunique() == 2 and set(report["status"]) == {"ok"}
     a, b = (sweep / j for j in sorted(report["job"], key=lambda j: metrics(sweep / j)["config"]["style"]))
     assert metrics(a)["config"]["style"].endswith("a/x.png") and metrics(b)["config"]["style"].endswith("b/x.png")
+    before = {d: (d / "result.png").stat().st_mtime_ns for d in (a, b)}
+
+    # the same bytes at other paths (another clone, a moved folder, another images_root): nothing is redone;
+    # before, the paths were compared and both results were deleted and redone
+    shutil.copytree(tmp_path / "root", tmp_path / "moved")
+    args.append(f"images_root={tmp_path}/moved")
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0 and "2 skipped" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    assert all((d / "result.png").stat().st_mtime_ns == before[d] for d in (a, b))
 
     # the same path, new bytes: only that job is redone; the other is skipped untouched
-    before = {d: (d / "result.png").stat().st_mtime_ns for d in (a, b)}
-    draw(width=64, height=48, seed=3).save(tmp_path / "b" / "x.png")
+    draw(width=64, height=48, seed=3).save(tmp_path / "moved" / "b" / "x.png")
     r = run_cli(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (a / "result.png").stat().st_mtime_ns == before[a] and (b / "result.png").stat().st_mtime_ns != before[b]
     assert metrics(b)["inputs"]["style_0"] != metrics(a)["inputs"]["style_0"]
     assert "1 done" in r.stdout and "1 skipped" in r.stdout
-    assert f"job {b.name}: replacing the complete result of an earlier run (other input files)" in r.stdout + r.stderr
+    assert f"job {b.name}: replacing the complete result of an earlier run (other style_0 file)" in r.stdout + r.stderr
 
     # another command into the same directory: its report holds its own jobs only and says the rest are others'
     r = run_cli("experiments.transfer", "-m", *TINY, "beta=1e2,1e4", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
