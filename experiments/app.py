@@ -169,6 +169,8 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool, clear: bool = True) ->
     return None
 
 
+NAME_MAX = 255  # bytes in a file name: Linux's ext4, xfs, btrfs, NFS; macOS's APFS
+
 # launchers whose jobs run on other machines: their devices, memory and files are checked there, not here
 REMOTE_LAUNCHERS = ("hydra_plugins.nst_slurm_launcher.",)
 
@@ -228,6 +230,11 @@ def shared_directory(config: DictConfig) -> BaseException | None:
     for job in jobs:
         name, parsed = sweep.dirname(job), sweep.parse(job)
         path = Path(config.hydra.sweep.dir) / name
+        if len(name.encode()) > NAME_MAX:  # else Hydra wrote multirun.yaml, then the job failed: "File name too long"
+            key, value = max(parsed.items(), key=lambda kv: len(sweep.format_value(kv[1])))
+            return ConfigError(f"{key}={value}: job directory {name[:48]}... would be named in {len(name.encode())} "
+                               f"bytes, over the {NAME_MAX} a file name may have; shorten the value (a long file "
+                               "name: link it under a shorter one)")
         if path.exists() and not path.is_dir():  # else the sweep stopped there, without its report
             return ConfigError(f"hydra.sweep.dir={config.hydra.sweep.dir}: {path} is a file, where job {name} "
                                "writes its directory; move the file away or choose another directory")

@@ -189,8 +189,9 @@ def test_a_sweep_whose_every_job_is_bad_is_refused_before_it_starts(tmp_path):
     (["beta=glob(*)"], "beta=glob(*): expands to no jobs"),
     (["hydra/launcher=parallel", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs 0 must be a nonzero integer"),
     (["hydra/launcher=local", "hydra.launcher.timeout_min=0"], "hydra.launcher.timeout_min 0 must be a finite"),
+    ([f"content=/data/{'x' * 240}.png,/data/y.png"], "bytes, over the 255 a file name may have"),
 ], ids=["threads", "max_pixels", "twice", "spellings", "subdir", "batch_size", "memory_mb", "launcher_key",
-        "swept_key_typo", "swept_group_option", "no_jobs", "joblib_n_jobs", "submitit_timeout"])
+        "swept_key_typo", "swept_group_option", "no_jobs", "joblib_n_jobs", "submitit_timeout", "long_name"])
 def test_a_sweep_that_would_lose_jobs_or_its_record_is_refused_untouched(tmp_path, overrides, expected):
     """Jobs that would share one directory (the second skipped as complete, or overwriting the first), and bad
     launcher settings: refused before the sweeper writes multirun.yaml (it overwrote an existing sweep's)."""
