@@ -17,6 +17,7 @@ the job's heavier imports, and Ctrl-C during them is a one-line interrupt too.
 from __future__ import annotations
 
 import difflib
+import fcntl
 import logging
 import os
 import re
@@ -58,6 +59,7 @@ class Session:
     interrupted_job: str | None = None
     terminated: bool = False  # SIGTERM was received (nst.engine re-raises it as its own Interrupted)
     report_failed: bool = False  # the sweep's report or figures raised (experiments.callbacks): exit 1
+    held: dict[str, int] = field(default_factory=dict)  # job directory -> the descriptor of its lock (claim)
 
 
 SESSION = Session()
@@ -127,7 +129,8 @@ def main(cfg: DictConfig) -> float | None:
         return run_job(cfg, out)["total_loss"]
     except KeyboardInterrupt as e:
         SESSION.interrupted_job = out.name
-        record_interrupt(cfg, out, e, started)
+        if str(out) in SESSION.held:  # else another run's directory: not ours to record in
+            record_interrupt(cfg, out, e, started)
         raise
     except Exception as e:
         if multirun:
@@ -136,6 +139,39 @@ def main(cfg: DictConfig) -> float | None:
         if not isinstance(e, OtherRun):  # a directory refused is left as it was (but Hydra's .hydra/, written
             record_failure(cfg, out, e)  # before any of our code runs)
         raise JobFailed(e) from e
+    finally:
+        release(out)
+
+
+def claim(out: Path, multirun: bool) -> None:
+    """Hold a job directory for this process until release(): an exclusive flock on the directory itself, which
+    the kernel drops if the process dies. Two runs into one directory (two single runs started in the same second
+    share outputs/<entry>/<time>; one sweep started twice) overwrote each other's files with no word."""
+    if str(out) in SESSION.held:
+        return
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError:  # no directory: the job's own errors say why
+        fd = -1
+    try:
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Busy(f"{'hydra.sweep.dir' if multirun else 'hydra.run.dir'}: {out} is being written by another run "
+                   "now; wait for it to end, or choose another directory") from None
+    except OSError:  # a file system without locks: unguarded, as before
+        os.close(fd)
+        fd = -1
+    SESSION.held[str(out)] = fd
+
+
+def release(out: Path | None = None) -> None:
+    """Let go of a job directory claimed by this process (every one when out is None)."""
+    for key in [str(out)] if out is not None else list(SESSION.held):
+        fd = SESSION.held.pop(key, -1)
+        if fd >= 0:
+            os.close(fd)
 
 
 def start_job(cfg: DictConfig, out: Path, multirun: bool, clear: bool = True) -> dict[str, Any] | None:
@@ -148,6 +184,7 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool, clear: bool = True) ->
     from experiments.validate import validate
     from nst import metrics
 
+    claim(out, multirun)
     typed = typed_overrides(HydraConfig.get().overrides.task)
     validate(resolved(cfg, typed), typed)
     done = finished(cfg, out)
@@ -295,7 +332,8 @@ def first_error(config: DictConfig) -> BaseException | None:
 
 def fail_in_sweep(cfg: DictConfig, out: Path, error: BaseException) -> None:
     """A sweep's job failed: record it, remember it for the exit status, say so in one line; the sweep goes on."""
-    record_failure(cfg, out, error)
+    if not isinstance(error, Busy):  # another run's directory: not ours to record in
+        record_failure(cfg, out, error)
     SESSION.failed.add(str(out))
     log.error("job %s failed: %s", out.name, describe_job_error(error))
 
@@ -338,6 +376,10 @@ def record_interrupt(cfg: DictConfig, out: Path, error: KeyboardInterrupt, start
 
 class OtherRun(FileExistsError):
     """A single run's directory holds another run's results: refused, and nothing is written there."""
+
+
+class Busy(OtherRun):
+    """A job directory that another process holds (claim) while it writes there: refused, nothing written."""
 
 
 class InterruptedJob(Exception):

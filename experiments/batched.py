@@ -112,4 +112,6 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
                 app.record_interrupt(job.cfg, job.out, e if n is None else Interrupted(n), start,
                                      before_start=n is None)
         raise
+    finally:
+        app.release()  # the job directories start_job claimed in prepare
     return returns

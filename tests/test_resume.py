@@ -2,6 +2,9 @@
 into a used directory (issue: no sweep silently loses or mixes a job)."""
 import json
 import shutil
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -55,6 +58,31 @@ def test_same_named_files_changed_bytes_and_other_runs(tmp_path):
     report = pd.read_csv(sweep / "report.csv")
     assert len(report) == 2 and all(j.startswith("beta=") for j in report["job"])
     assert "2 other job directories" in r.stdout
+
+
+@pytest.mark.slow
+def test_a_directory_another_run_is_writing_is_refused(tmp_path):
+    """Two runs into one directory (two single runs started in the same second share outputs/<entry>/<time>)
+    both wrote there, the later one's files replacing the other's with no word."""
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "experiments.transfer", *TINY, "steps=100000", "threads=1",
+                              f"hydra.run.dir={run_dir}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run_dir / "transfer.log").is_file() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # past its checks: optimising
+        r = run_cli("experiments.transfer", *TINY, "beta=5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        assert first.poll() is None, "the first run ended before the second started"
+    finally:
+        first.kill()
+        first.wait()
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert lines[0] == f"error: hydra.run.dir: {run_dir} is being written by another run now; wait for it to end, " \
+                       "or choose another directory"
+    assert not (run_dir / "metrics.json").exists()  # nothing of the second run's
 
 
 @pytest.mark.slow
