@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from nst.report import axes, held_text, plane, sort_key  # noqa: E402
+from nst.report import axes, held_text, in_order, order, plane  # noqa: E402
 from nst.sweep import NAMES_COLUMNS  # noqa: E402
 
 LABELS = {"beta": "β", "alpha": "α", "ratio": "α/β", "style_layers": "style layers", "content_layers": "content layers",
@@ -23,8 +23,11 @@ CELL = 1.9  # inches per image column
 def _value_label(key: str, value) -> str:
     if isinstance(value, float) and math.isnan(value):
         value = "null"  # an unset option (e.g. preserve_color) reads back from the CSV as NaN
+    elif isinstance(value, float) and value and (abs(value) >= 1e3 or abs(value) < 1e-2):
+        short = f"{value:.0e}"  # 1e+03, as the directory names; four digits where that is not the value (it made
+        value = short if float(short) == value else f"{value:.4g}"  # 1000 and 1250 both "1e+03")
     elif isinstance(value, float):
-        value = f"{value:.0e}" if value and (abs(value) >= 1e3 or abs(value) < 1) else f"{value:g}"
+        value = f"{value:.4g}"
     return f"{LABELS.get(key, key)} = {value}"
 
 
@@ -85,8 +88,8 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
         raise ValueError(f"a grid needs two swept keys; this sweep varies {df.attrs.get('swept')}")
     held = held_text(df)  # a third swept key at its first value, said in the title (and the report's summary)
     df = plane(df)
-    rows = sorted(df[rows_key].unique(), key=sort_key)
-    cols = sorted(df[cols_key].unique(), key=sort_key)
+    rows = in_order(df[rows_key].unique())
+    cols = in_order(df[cols_key].unique())
     aspect = _aspect(df, sweep_dir)
     fig = plt.figure(figsize=(CELL * (len(cols) + 1.3), CELL * aspect * len(rows) + 0.6), layout="constrained")
     left, right = fig.subfigures(1, 2, width_ratios=[1, len(cols)])
@@ -117,7 +120,7 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
 def strip(df: pd.DataFrame, sweep_dir: str | Path, key: str) -> list[Path]:
     """strip.png/pdf: one labelled image per job along one swept key (e.g. reconstructions per layer)."""
     sweep_dir = Path(sweep_dir)
-    df = df.sort_values(key, key=lambda col: col.map(sort_key))
+    df = df.sort_values(key, key=order, kind="stable")
     aspect = _aspect(df, sweep_dir)
     fig, axs = plt.subplots(1, len(df), figsize=(CELL * len(df), CELL * aspect + 0.8), squeeze=False)
     for ax, (_, job) in zip(axs[0], df.iterrows()):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -99,14 +100,26 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str
     return row
 
 
-def sort_key(value) -> tuple:
-    """Order axis values: numbers ascending, layer lists by length then value, text alphabetically."""
+def sort_key(value, seen: int = 0) -> tuple:
+    """Order axis values: numbers ascending, layer lists by length then conv index, text in the order given
+    (`seen`: where the value first appears, i.e. the sweep's order: Fig. 2's paintings B, C, D, F, not A-Z)."""
     if isinstance(value, (int, float)):
-        return (0, value, (), "")
-    text = str(value)
-    parts = text.split(",")
+        return (0, value, (), 0)
+    parts = str(value).split(",")
     indices = tuple(int(p) for p in parts) if all(p.strip().isdigit() for p in parts) else ()
-    return (1, len(parts), indices, text)  # conv indices numerically: 2 before 10
+    return (1, len(parts), indices, seen)  # conv indices numerically: 2 before 10
+
+
+def in_order(values: Any) -> list:
+    """An axis's distinct values, in axis order (sort_key)."""
+    first = list(dict.fromkeys(values))
+    return sorted(first, key=lambda v: sort_key(v, first.index(v)))
+
+
+def order(column: pd.Series) -> pd.Series:
+    """A key for DataFrame.sort_values: each value's place on its axis."""
+    place = {v: i for i, v in enumerate(in_order(column))}
+    return column.map(place)
 
 
 def build(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None) -> pd.DataFrame:
@@ -131,7 +144,7 @@ def build(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None) -> pd
     swept = df.attrs["swept"] = [column(k) for k in swept]
     keys = [k for k in swept if k in df]
     if keys:
-        df = df.sort_values(keys, key=lambda col: col.map(sort_key)).reset_index(drop=True)
+        df = df.sort_values(keys, key=order, kind="stable").reset_index(drop=True)
     return df
 
 
@@ -158,7 +171,7 @@ def held(df: pd.DataFrame) -> dict[str, object]:
     rows, cols = axes(df)
     more = [k for k in df.attrs.get("swept", []) if k in df and k not in (rows, cols)
             and df[k].nunique(dropna=False) > 1]  # null counts: tap=null,relu is two values
-    return {k: None if df[k].isna().any() else sorted(df[k].unique(), key=sort_key)[0] for k in more}
+    return {k: None if df[k].isna().any() else in_order(df[k].unique())[0] for k in more}
 
 
 def held_text(df: pd.DataFrame) -> str:
@@ -182,7 +195,7 @@ def pivots(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     if rows is None or cols is None:
         return {}
     df = plane(df)
-    row_order = sorted(df[rows].unique(), key=sort_key)
+    row_order = in_order(df[rows].unique())
     return {metric: df.pivot_table(index=rows, columns=cols, values=metric, aggfunc="first",
                                    sort=False).reindex(row_order).sort_index(axis=1)
             for metric in ("content_loss", "style_loss")}

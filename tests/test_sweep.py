@@ -195,3 +195,17 @@ def test_two_reports_concatenate_and_group_by_their_layer_sets(tmp_path):
     both = pd.concat([report.read_csv(tmp_path / n / "report.csv") for n in ("a", "b")])
     assert both.groupby("style_layers").size().to_dict() == {"0": 2, "0,1": 1}
     assert pd.read_csv(tmp_path / "a" / "report.csv")["style_layers"].dtype != object  # why read_csv exists
+
+
+def test_text_axes_keep_the_sweeps_order_and_labels_tell_values_apart():
+    """Fig. 2's paintings came out A-Z (panels F, B, C, D); β 1000, 1250, 1500 were labelled 1e+03, 1e+03, 2e+03."""
+    from nst.figures import _value_label
+
+    fig2 = ["shipwreck", "starry_night", "the_scream", "composition_vii"]  # conf/experiment/paper_fig2.yaml
+    assert report.in_order(fig2 + fig2[::-1]) == fig2
+    assert report.in_order(["0,1", "10", "2", "0"]) == ["0", "2", "10", "0,1"]
+    assert report.in_order([1e4, 1e2, 1e3]) == [1e2, 1e3, 1e4]
+    df = pd.DataFrame({"painting": fig2[::-1] + fig2, "beta": [1.0] * 4 + [2.0] * 4})
+    assert list(df.sort_values(["beta", "painting"], key=report.order)["painting"][4:]) == fig2[::-1]
+    assert [_value_label("beta", b) for b in (1000.0, 1250.0, 1500.0, 199999.99999999997, 0.5)] == \
+        ["β = 1e+03", "β = 1250", "β = 1500", "β = 2e+05", "β = 0.5"]
