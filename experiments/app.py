@@ -486,7 +486,10 @@ def describe_hydra_error(error: BaseException) -> str:
         override = getattr(error, "override", None) or ""
         key, _, value = override.partition("=")
         if re.search(r"(^|[\[,])\s*~", value):  # bash left it unexpanded (quoted, or in a list): Hydra's grammar
-            example = f"{key}='{value}'" if value.startswith("~") else f"{key}=['~/a.png','~/b.png']"  # has no bare ~
+            # Hydra's grammar has no bare ~: quote each ~ path, in a list ([a,~/b]) or a sweep (a,~/b) as typed
+            inner = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+            quoted = ",".join(f"'{v.strip()}'" if v.strip().startswith("~") else v for v in inner.split(","))
+            example = f"{key}={'[' + quoted + ']' if inner != value else quoted}"
             return f"{override}: a path starting with ~ needs Hydra's quotes: \"{example}\" (or, for one path, no " \
                    "quotes at all, for bash to expand it)"
         return f"cannot parse the override {override!r}: {first_line(error)}" if override else first_line(error)

@@ -149,14 +149,18 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
     sweep_dir = Path(sweep_dir)
     fig, axs = plt.subplots(1, 3, figsize=(15, 4.2))
     drawn = 0
+    swept = [k for k in df.attrs.get("swept", []) if k in df]
     for _, job in df.iterrows():
         path = sweep_dir / job["job"] / "history.csv"
         if not path.is_file():
             continue
         h = pd.read_csv(path)
+        # the swept values: the job's directory name also repeats a preset's every key (experiment=paper_fig3,
+        # size=..., steps=...), which made the legend 3304 px wide and squeezed the plots
+        label = ", ".join(_value_label(k, job[k]).replace(" = ", "=") for k in swept) or job["job"]
         for ax, col in zip(axs, ("total_loss", "content_loss", "style_loss")):
             if col in h and (h[col] > 0).any():
-                ax.plot(h["iteration"], h[col], lw=1, label=job["job"], **line_style(drawn))
+                ax.plot(h["iteration"], h[col], lw=1, label=label, **line_style(drawn))
         drawn += 1
     for ax, col in zip(axs, ("total", "content", "style")):
         ax.set(title=f"{col} loss", xlabel="iteration", yscale="log")
