@@ -55,18 +55,36 @@ def source_commit() -> str:
     return f"unknown (git: {why})"
 
 
-def versions() -> dict[str, str]:
-    """Versions of what produced a result."""
+def versions(device: str = "cpu") -> dict[str, str]:
+    """Versions of what produced a result, and the processor that computed it (its rounding is the machine's:
+    the CPU's vector units, the GPU's kernels); Pillow resizes the inputs."""
     def version(name: str) -> str:
         try:
             return metadata.version(name)
         except metadata.PackageNotFoundError:
             return "absent"
 
+    gpu = {}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        gpu = {"gpu": torch.cuda.get_device_name(torch.device(device)), "cuda": str(torch.version.cuda),
+               "cudnn": str(torch.backends.cudnn.version())}
     return {"nst": nst.__version__, "nst_commit": source_commit(), "torch": torch.__version__,
-            "torchvision": version("torchvision"),
+            "torchvision": version("torchvision"), "numpy": version("numpy"), "pillow": version("pillow"),
             "hydra": version("hydra-core"), "python": platform.python_version(), "platform": platform.platform(),
-            "torch_threads": str(torch.get_num_threads())}
+            "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": str(torch.get_num_threads()), **gpu}
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def job_metrics(result: Any, config: dict[str, Any], inputs: dict[str, str], *, seed: int,
@@ -80,15 +98,16 @@ def job_metrics(result: Any, config: dict[str, Any], inputs: dict[str, str], *, 
         "setup_seconds": result.setup_seconds, "total_seconds": total_seconds,
         "peak_memory_mb": result.peak_memory_mb, "device": result.device, "seed": seed,
         "beta_used": result.beta, "width": result.size[0], "height": result.size[1], "layers": result.layers,
-        "inputs": inputs, "finished_at": time.time(), "versions": versions(), "config": config,
+        "inputs": inputs, "finished_at": time.time(), "versions": versions(result.device), "config": config,
         "batch": batch,
     }
 
 
 def failure(config: dict[str, Any], error: BaseException, status: str = "failed") -> dict[str, Any]:
     """The metrics.json of a job that failed (or was interrupted) with `error`."""
-    return {"status": status, "error": f"{type(error).__name__}: {error}", "versions": versions(),
-            "config": config, "total_loss": math.nan, "finished_at": time.time()}
+    return {"status": status, "error": f"{type(error).__name__}: {error}", "seed": config.get("seed"),
+            "versions": versions(str(config.get("device", "cpu"))), "config": config, "total_loss": math.nan,
+            "finished_at": time.time()}
 
 
 def write(out_dir: str | Path, metrics: dict[str, Any]) -> Path:

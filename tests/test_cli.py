@@ -22,6 +22,7 @@ def test_one_job_is_deterministic_and_records_everything(tmp_path):
                 "evaluations", "seconds", "seconds_per_iteration", "device", "seed", "width", "height"):
         assert key in m, key
     assert m["status"] == "ok" and m["steps"] == 5 and m["evaluations"] >= 5 and m["versions"]["torch"]
+    assert all(m["versions"][k] not in ("", "absent") for k in ("numpy", "pillow", "cpu", "cpu_capability"))
     assert m["config"]["content"].endswith("grace_hopper.jpg") and m["device"] == "cpu"
     assert m["total_loss"] == pytest.approx(m["content_loss"] + 1e3 * m["style_loss"], rel=1e-5)  # beta 1e3
     for key in ("saved/total_loss", "peak_memory_mb", "inputs", "stop_reason"):
