@@ -60,6 +60,7 @@ class Session:
     terminated: bool = False  # SIGTERM was received (nst.engine re-raises it as its own Interrupted)
     report_failed: bool = False  # the sweep's report or figures raised (experiments.callbacks): exit 1
     held: dict[str, int] = field(default_factory=dict)  # job directory -> the descriptor of its lock (claim)
+    started: float = field(default_factory=time.time)
 
 
 SESSION = Session()
@@ -185,6 +186,7 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool, clear: bool = True) ->
     from nst import metrics
 
     claim(out, multirun)
+    (out / LATEST_FAILED).unlink(missing_ok=True)  # this run's own, if it fails
     typed = typed_overrides(HydraConfig.get().overrides.task)
     validate(resolved(cfg, typed), typed)
     done = finished(cfg, out)
@@ -347,12 +349,24 @@ def completed(out: Path) -> bool:
     return m is not None and m["status"] == metrics.OK and metrics.damage(out) is None
 
 
+# a job's latest run failed beside its kept complete result (an input made unreadable since): its error line.
+# Before, parallel and local sweeps exited 0 for it, their job processes' failures unseen by the main process.
+LATEST_FAILED = "latest_run_failed.txt"
+
+
 def record_failure(cfg: DictConfig, out: Path, error: BaseException, status: str = "failed") -> None:
     """metrics.json with the status and the error, unless out holds a complete job (kept as it was)."""
     from experiments.job import write_failure
 
     if completed(out):
         log.warning("job %s: %s; the complete result already in %s is kept", out.name, status, out)
+        if status == "failed":  # for the exit status of the command, whichever process ran the job (sweep_failures)
+            try:
+                from nst.files import write_text
+
+                write_text(out / LATEST_FAILED, f"{describe_job_error(error)}\n")
+            except OSError:
+                pass
         return
     try:
         write_failure(cfg, out, error, status=status)
@@ -615,6 +629,9 @@ def sweep_failures() -> list[str]:
             m = metrics.read(d)
             ok = m is not None and m["status"] == metrics.OK
             if not ok and (m is not None or (d / ".hydra").is_dir()):
+                failed.add(str(d))
+            latest = d / LATEST_FAILED
+            if latest.is_file() and latest.stat().st_mtime >= SESSION.started - 1:  # this command's run of it
                 failed.add(str(d))
     return sorted(failed)
 

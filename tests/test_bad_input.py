@@ -500,6 +500,27 @@ def test_weights_file_of_the_right_shapes_passes(compose, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_job_that_fails_beside_its_kept_result_fails_the_command_under_any_launcher(tmp_path):
+    """An input made unreadable after the sweep finished: the job fails and its result is kept. Under parallel
+    (and local) the job ran in another process, and the command exited 0 with every job "skipped"."""
+    images = [tmp_path / "c3.png", tmp_path / "c4.png"]
+    for k, image in enumerate(images):
+        draw(width=48, height=36, seed=k).save(image)
+    sweep = tmp_path / "sweep"
+    args = ["experiments.transfer", "-m", *TINY, f"content={images[0]},{images[1]}", f"hydra.sweep.dir={sweep}"]
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    good = images[0].read_bytes()
+    images[0].write_text("garbage")
+    r = run_cli(*args, "hydra/launcher=parallel", "hydra.launcher.n_jobs=1", cwd=tmp_path)
+    assert r.returncode == 1 and "1 job of the sweep failed" in r.stderr, r.stdout[-1500:] + r.stderr[-1500:]
+    (kept,) = [d for d in sweep.iterdir() if (d / "latest_run_failed.txt").is_file()]
+    assert "is not an image" in (kept / "latest_run_failed.txt").read_text() and (kept / "result.png").is_file()
+    images[0].write_bytes(good)  # mended: the kept result is complete again, and the mark goes
+    r = run_cli(*args, "hydra/launcher=parallel", "hydra.launcher.n_jobs=1", cwd=tmp_path)
+    assert r.returncode == 0 and "2 skipped" in r.stdout and not (kept / "latest_run_failed.txt").exists()
+
+
+@pytest.mark.slow
 def test_a_failure_never_overwrites_a_complete_job(tmp_path):
     """Re-running into a directory with a complete job, with a bad value: the files stay as they were."""
     run_dir = tmp_path / "run"
