@@ -42,7 +42,9 @@ def _metrics_label(job: pd.Series) -> str:
     """The numbers a strip compares under each image: losses (Gram style as the common yardstick) or PSNR, s/it."""
     parts = []
     if job.get("style_layers") not in (None, "none") and pd.notna(job.get("gram_style_loss")):
-        parts += [f"content {job['content_loss']:.3g}", f"Gram style {job['gram_style_loss']:.3g}"]
+        if job.get("content_layers") not in (None, "none"):  # a style reconstruction has no content term
+            parts.append(f"content {job['content_loss']:.3g}")
+        parts.append(f"Gram style {job['gram_style_loss']:.3g}")
     elif pd.notna(job.get("content_psnr")):
         parts.append(f"PSNR {job['content_psnr']:.1f} dB")
     if pd.notna(job.get("seconds_per_iteration")):
