@@ -122,6 +122,7 @@ def main(cfg: DictConfig) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     started = time.time()
     try:
+        claim(out, multirun)  # first: an interrupt from here on is recorded (start_job's imports take seconds)
         done = start_job(cfg, out, multirun)
         if done is not None:
             return done["total_loss"]
@@ -199,7 +200,7 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool, clear: bool = True) ->
     changed = replaced_keys(cfg, out) if multirun and not damaged else None  # redone: not silently
     if changed is not None:
         log.warning("job %s: replacing the complete result of an earlier run (%s)", out.name,
-                    f"other {', '.join(changed)}" if changed else "other input files")
+                    f"other {', '.join(changed)}")
     if not multirun and other_run(cfg, out):
         raise OtherRun(f"hydra.run.dir {str(out)!r} holds another run's results (another config, other input "
                        "files, or a sweep); choose another directory or remove them")
@@ -499,11 +500,10 @@ def describe_hydra_error(error: BaseException) -> str:
     if isinstance(error, OverrideParseException):
         override = getattr(error, "override", None) or ""
         key, _, value = override.partition("=")
-        if re.search(r"(^|[\[,])\s*~", value):  # bash left it unexpanded (quoted, or in a list): Hydra's grammar
-            # Hydra's grammar has no bare ~: quote each ~ path, in a list ([a,~/b]) or a sweep (a,~/b) as typed
-            inner = value[1:-1] if value.startswith("[") and value.endswith("]") else value
-            quoted = ",".join(f"'{v.strip()}'" if v.strip().startswith("~") else v for v in inner.split(","))
-            example = f"{key}={'[' + quoted + ']' if inner != value else quoted}"
+        if re.search(r"(^|[\[,(])\s*~", value):  # bash left it unexpanded (quoted, or in a list): Hydra's grammar
+            # Hydra's grammar has no bare ~: quote each ~ path where it was typed (a list [a,~/b], a sweep a,~/b)
+            quoted = re.sub(r"(^|[\[,(])\s*(~[^,\])]*)", r"\1'\2'", value)
+            example = f"{key}={quoted}"
             return f"{override}: a path starting with ~ needs Hydra's quotes: \"{example}\" (or, for one path, no " \
                    "quotes at all, for bash to expand it)"
         return f"cannot parse the override {override!r}: {first_line(error)}" if override else first_line(error)
@@ -630,9 +630,9 @@ def sweep_failures() -> list[str]:
             ok = m is not None and m["status"] == metrics.OK
             if not ok and (m is not None or (d / ".hydra").is_dir()):
                 failed.add(str(d))
-            latest = d / LATEST_FAILED
-            if latest.is_file() and latest.stat().st_mtime >= SESSION.started - 1:  # this command's run of it
-                failed.add(str(d))
+            latest = d / LATEST_FAILED  # each run of a job removes it first: this command's, or one left over
+            if latest.is_file() and (jobs is not None or latest.stat().st_mtime >= SESSION.started - 1):
+                failed.add(str(d))  # (every job directory, without the job list: this command's, by its time)
     return sorted(failed)
 
 

@@ -49,8 +49,10 @@ def prepare(cfg: DictConfig) -> Pending | float | None:
         # before then keeps an earlier complete result (a sweep re-run after an edit prepares every job first)
     except Exception as e:
         app.fail_in_sweep(cfg, out, e)
+        app.release(out)
         return None
     if done is not None:
+        app.release(out)  # only the jobs still to run stay held (one open directory each)
         return done["total_loss"]
     try:
         c = settings(cfg)
@@ -59,6 +61,7 @@ def prepare(cfg: DictConfig) -> Pending | float | None:
     except Exception as e:  # to be redone, and failed: its failure replaces the earlier result, as in start_job
         clear_previous(out)
         app.fail_in_sweep(cfg, out, e)
+        app.release(out)
         return None
 
 
@@ -92,6 +95,7 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
             app.fail_in_sweep(job.cfg, job.out, result)
             returns[i].return_value = None
             ended.add(k)
+            app.release(job.out)
             return
         batch = None if result.batch is None else [pending[b][1].out.name for b in result.batch]
         record = metrics.job_metrics(result, job.config, job.inputs, seed=job.spec.seed,
@@ -101,6 +105,7 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
                  record["content_loss"], record["style_loss"])
         returns[i].return_value = record["total_loss"]
         ended.add(k)
+        app.release(job.out)
 
     try:
         run_all([job.spec for _, job in pending], batch_size=batch_size, memory_mb=memory_mb, done=done)

@@ -128,8 +128,9 @@ def replaced_keys(cfg: DictConfig | dict, out_dir: str | Path) -> list[str] | No
     c = settings(cfg)
     now, before = metrics.comparable(c), metrics.comparable(m.get("config") or {})
     inputs, recorded = fingerprints(JobSpec.from_config(c)), m.get("inputs") or {}
+    roles = sorted(set(inputs) | set(recorded))
     return (sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
-            + [f"{role} file" for role in sorted(set(inputs) | set(recorded)) if inputs.get(role) != recorded.get(role)])
+            + [f"{role} file" for role in roles if inputs.get(role) != recorded.get(role)])
 
 
 def clear_previous(out_dir: str | Path) -> None:

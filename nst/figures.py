@@ -97,15 +97,15 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
     left, right = fig.subfigures(1, 2, width_ratios=[1, len(cols)])
     side = left.subplots(2, 1)
     for ax, path, name in ((side[0], content, "content"), (side[1], style, "style")):
-        if path:
+        if path and Path(path).is_file():
             _show(ax, Path(path), name)
-        else:  # differs between the jobs, or unused: no panel
+        else:  # differs between the jobs, unused, or no longer there (a job resumed from a moved folder): no panel
             ax.axis("off")
     cells = right.subplots(len(rows), len(cols), squeeze=False)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = cells[i][j]
-            match = df[(df[rows_key] == r) & (df[cols_key] == c)]
+            match = df[_is(df[rows_key], r) & _is(df[cols_key], c)]
             job = match.iloc[0] if len(match) else None
             ok = job is not None and job["status"] == "ok" and job["result"]
             _show(ax, sweep_dir / job["result"] if ok else None,
@@ -117,6 +117,11 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
     right.suptitle(f"rows: {LABELS.get(rows_key, rows_key)}, columns: {LABELS.get(cols_key, cols_key)}"
                    + (f"; {held}" if held else ""), fontsize=10)
     return _save(fig, sweep_dir / "grid")
+
+
+def _is(column: pd.Series, value: object) -> pd.Series:
+    """Where column holds value (None: where it is null, an unset key)."""
+    return column.isna() if value is None else column == value
 
 
 def strip(df: pd.DataFrame, sweep_dir: str | Path, key: str) -> list[Path]:

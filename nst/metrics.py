@@ -6,11 +6,12 @@ image as saved (`saved/total_loss`, ...: clamped to [0, 1] and rounded to 8 bits
 `content_psnr`, `steps` (iterations run), `stop_reason` (null unless it stopped early), `evaluations`,
 `seconds`, `seconds_per_iteration`, `setup_seconds`, `total_seconds`, `peak_memory_mb`, `device`, `seed`,
 `beta_used`, `width`, `height`, `layers` (requested layer -> readable name), `inputs` (sha256 prefix of every
-input file's bytes), `finished_at`, `versions` (with `nst_commit`, the git commit of the code), the resolved
+input file's bytes), `finished_at`, `versions` (with `nst_commit`, the git commit of the code, the libraries, the
+CPU and, on CUDA, the GPU), the resolved
 `config` and `batch`: null for a job optimised alone, else the job directories of its batch
 (hydra/launcher=batched; itself included), whose rounding its result depends on; `seconds` is then the batch's,
 and `total_seconds` its set-up and optimisation. A failed or interrupted job has `status` "failed" or
-"interrupted", `error`, `versions` and `config`. The file is written last, atomically.
+"interrupted", `error`, `seed`, `versions` and `config`. The file is written last, atomically.
 """
 from __future__ import annotations
 
@@ -65,9 +66,13 @@ def versions(device: str = "cpu") -> dict[str, str]:
             return "absent"
 
     gpu = {}
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        gpu = {"gpu": torch.cuda.get_device_name(torch.device(device)), "cuda": str(torch.version.cuda),
-               "cudnn": str(torch.backends.cudnn.version())}
+    device = "cuda" if device == "auto" and torch.cuda.is_available() else str(device)
+    if device.startswith("cuda") and torch.cuda.is_available():
+        try:  # a failed job's record: its device may be one this machine does not have (cuda:7)
+            gpu = {"gpu": torch.cuda.get_device_name(torch.device(device)), "cuda": str(torch.version.cuda),
+                   "cudnn": str(torch.backends.cudnn.version())}
+        except Exception as e:
+            gpu = {"gpu": f"unknown ({type(e).__name__})"}
     return {"nst": nst.__version__, "nst_commit": source_commit(), "torch": torch.__version__,
             "torchvision": version("torchvision"), "numpy": version("numpy"), "pillow": version("pillow"),
             "hydra": version("hydra-core"), "python": platform.python_version(), "platform": platform.platform(),

@@ -100,7 +100,7 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str
     return row
 
 
-def sort_key(value, seen: int = 0) -> tuple:
+def sort_key(value: Any, seen: int = 0) -> tuple:
     """Order axis values: numbers ascending, layer lists by length then conv index, text in the order given
     (`seen`: where the value first appears, i.e. the sweep's order: Fig. 2's paintings B, C, D, F, not A-Z)."""
     if isinstance(value, (int, float)):
@@ -111,15 +111,16 @@ def sort_key(value, seen: int = 0) -> tuple:
 
 
 def in_order(values: Any) -> list:
-    """An axis's distinct values, in axis order (sort_key)."""
-    first = list(dict.fromkeys(values))
-    return sorted(first, key=lambda v: sort_key(v, first.index(v)))
+    """An axis's distinct values, in axis order (sort_key); a null (an unset key) last, once."""
+    first = list(pd.unique(pd.Series(list(values), dtype=object).dropna()))
+    ordered = sorted(first, key=lambda v: sort_key(v, first.index(v)))
+    return ordered + ([None] if pd.isna(pd.Series(list(values), dtype=object)).any() else [])
 
 
 def order(column: pd.Series) -> pd.Series:
-    """A key for DataFrame.sort_values: each value's place on its axis."""
-    place = {v: i for i, v in enumerate(in_order(column))}
-    return column.map(place)
+    """A key for DataFrame.sort_values: each value's place on its axis (nulls last)."""
+    place = {v: i for i, v in enumerate(in_order(column)) if v is not None}
+    return column.map(lambda v: len(place) if pd.isna(v) else place[v])
 
 
 def build(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None) -> pd.DataFrame:
@@ -195,9 +196,9 @@ def pivots(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     if rows is None or cols is None:
         return {}
     df = plane(df)
-    row_order = in_order(df[rows].unique())
+    row_order, col_order = ([v for v in in_order(df[k].unique()) if v is not None] for k in (rows, cols))
     return {metric: df.pivot_table(index=rows, columns=cols, values=metric, aggfunc="first",
-                                   sort=False).reindex(row_order).sort_index(axis=1)
+                                   sort=False).reindex(index=row_order, columns=col_order)
             for metric in ("content_loss", "style_loss")}
 
 

@@ -511,12 +511,13 @@ def test_a_job_that_fails_beside_its_kept_result_fails_the_command_under_any_lau
     assert run_cli(*args, cwd=tmp_path).returncode == 0
     good = images[0].read_bytes()
     images[0].write_text("garbage")
-    r = run_cli(*args, "hydra/launcher=parallel", "hydra.launcher.n_jobs=1", cwd=tmp_path)
+    parallel = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "threads=1"]  # n_jobs=1 runs in this process
+    r = run_cli(*args, *parallel, cwd=tmp_path)
     assert r.returncode == 1 and "1 job of the sweep failed" in r.stderr, r.stdout[-1500:] + r.stderr[-1500:]
     (kept,) = [d for d in sweep.iterdir() if (d / "latest_run_failed.txt").is_file()]
     assert "is not an image" in (kept / "latest_run_failed.txt").read_text() and (kept / "result.png").is_file()
     images[0].write_bytes(good)  # mended: the kept result is complete again, and the mark goes
-    r = run_cli(*args, "hydra/launcher=parallel", "hydra.launcher.n_jobs=1", cwd=tmp_path)
+    r = run_cli(*args, *parallel, cwd=tmp_path)
     assert r.returncode == 0 and "2 skipped" in r.stdout and not (kept / "latest_run_failed.txt").exists()
 
 

@@ -46,6 +46,7 @@ def test_one_job_is_deterministic_and_records_everything(tmp_path):
     ("+experiment=paper_fig2", "give experiment=paper_fig2 (without the +)"),
     ("hydra.launcher.batch_size=4", "not a setting of this launcher (BasicLauncherConf); choose the launcher"),
     ("style=[a.png,~/b.png]", "a path starting with ~ needs Hydra's quotes: \"style=[a.png,'~/b.png']\""),
+    ("style=[a.png,~/b.png],[~/c.png]", "needs Hydra's quotes: \"style=[a.png,'~/b.png'],['~/c.png']\""),
 ])
 def test_bad_input_is_one_line_error(tmp_path, override, message):
     r = run_cli("experiments.transfer", *TINY, override, f"hydra.run.dir={tmp_path}")

@@ -209,3 +209,12 @@ def test_text_axes_keep_the_sweeps_order_and_labels_tell_values_apart():
     assert list(df.sort_values(["beta", "painting"], key=report.order)["painting"][4:]) == fig2[::-1]
     assert [_value_label("beta", b) for b in (1000.0, 1250.0, 1500.0, 199999.99999999997, 0.5)] == \
         ["β = 1e+03", "β = 1250", "β = 1500", "β = 2e+05", "β = 0.5"]
+
+
+def test_an_axis_with_nulls_orders_them_last():
+    """Two or more nulls in a swept column (-m style_scale=null,2 beta=1e3,1e4) made sort_values raise, and the
+    sweep lost its report.csv."""
+    df = pd.DataFrame({"style_scale": [None, 2.0, None, 0.5], "beta": [1e3, 1e3, 1e4, 1e4]})
+    ordered = df.sort_values(["style_scale", "beta"], key=report.order)
+    assert list(ordered["style_scale"].fillna(-1)) == [0.5, 2.0, -1, -1] and report.in_order(df["style_scale"]) == \
+        [0.5, 2.0, None]
