@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import torch
@@ -28,21 +27,13 @@ from nst.assets import embedded
 from nst.backbones import backbone
 from nst.batched_lbfgs import minimize
 from nst.engine import loss_scale
+from nst.metrics import cpu_model
 from nst.features import Encoder
 from nst.images import load_image
 from nst.losses import gram
 
 CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or platform's guess)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def grams(f: torch.Tensor) -> torch.Tensor:

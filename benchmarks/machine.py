@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from nst.metrics import cpu_model
+
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # what decides torch's CPU kernels (bf16 above all)
 
 
@@ -16,7 +18,7 @@ def describe(device: str | torch.device = "cpu") -> str:
     else:
         info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
         lines = info.splitlines()
-        model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
         flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
-        where = f"{model} ({', '.join(f for f in FLAGS if f in flags) or 'no AVX2'}), {torch.get_num_threads()} threads"
+        vector = ", ".join(f for f in FLAGS if f in flags) or "no AVX2"
+        where = f"{cpu_model()} ({vector}), {torch.get_num_threads()} threads"
     return f"{where}, torch {torch.__version__}, python {platform.python_version()}"

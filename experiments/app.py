@@ -122,7 +122,6 @@ def main(cfg: DictConfig) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     started = time.time()
     try:
-        claim(out, multirun)  # first: an interrupt from here on is recorded (start_job's imports take seconds)
         done = start_job(cfg, out, multirun)
         if done is not None:
             return done["total_loss"]
@@ -180,13 +179,13 @@ def start_job(cfg: DictConfig, out: Path, multirun: bool, clear: bool = True) ->
     """Before a job runs: validate its config (before any image is read), and return its metrics when it is
     complete already (resume); else make its directory ready (a single run never overwrites another run's).
     clear=False leaves an earlier run's files for the caller to remove when the job's own run ends."""
+    claim(out, multirun)  # first: an interrupt from here on is recorded (the imports below take seconds)
     from hydra.core.hydra_config import HydraConfig
 
     from experiments.job import clear_previous, finished, other_run, replaced_keys
     from experiments.validate import validate
     from nst import metrics
 
-    claim(out, multirun)
     (out / LATEST_FAILED).unlink(missing_ok=True)  # this run's own, if it fails
     typed = typed_overrides(HydraConfig.get().overrides.task)
     validate(resolved(cfg, typed), typed)

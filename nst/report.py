@@ -112,9 +112,9 @@ def sort_key(value: Any, seen: int = 0) -> tuple:
 
 def in_order(values: Any) -> list:
     """An axis's distinct values, in axis order (sort_key); a null (an unset key) last, once."""
-    first = list(pd.unique(pd.Series(list(values), dtype=object).dropna()))
-    ordered = sorted(first, key=lambda v: sort_key(v, first.index(v)))
-    return ordered + ([None] if pd.isna(pd.Series(list(values), dtype=object)).any() else [])
+    values = pd.Series(list(values), dtype=object)
+    seen = {v: k for k, v in enumerate(pd.unique(values.dropna()))}  # first appearances, in order
+    return sorted(seen, key=lambda v: sort_key(v, seen[v])) + ([None] if values.isna().any() else [])
 
 
 def order(column: pd.Series) -> pd.Series:
