@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -153,6 +154,30 @@ def test_a_preempted_job_is_requeued_and_completes(tmp_path):
     # which intermediate states the watcher sees depends on when squeue is asked (once in a clean-clone CI run it
     # saw none of them): the sequence and the pending notice are checked on given states below
     assert re.findall(rf"^\S+ \S+ {job} \S+: (\w+)", out, re.M)[-1] == "COMPLETED"
+
+
+def test_a_preemption_swallowed_on_its_way_still_ends_the_job():
+    """submitit's USR2 handler requeues and raises SystemExit; where code in between swallows that exit (in CI once,
+    torch's import: "initialization failed"), kept_exit raises it again on leaving, so no result is written."""
+    from hydra_plugins.nst_slurm_launcher.slurm_launcher import kept_exit
+
+    def requeue_and_exit(signum: int, frame: object) -> None:  # how submitit's checkpoint_and_try_requeue ends
+        raise SystemExit(-1)
+
+    previous = signal.signal(signal.SIGUSR2, requeue_and_exit)
+    try:
+        with pytest.raises(SystemExit), kept_exit(signal.SIGUSR2):
+            try:
+                signal.raise_signal(signal.SIGUSR2)
+            except SystemExit:  # swallowed, as the import did
+                pass
+        with kept_exit(signal.SIGUSR2):  # no signal: nothing raised
+            pass
+        with pytest.raises(SystemExit), kept_exit(signal.SIGUSR2):  # not swallowed: raised once, as before
+            signal.raise_signal(signal.SIGUSR2)
+        assert signal.getsignal(signal.SIGUSR2) is requeue_and_exit
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
 
 
 def test_state_changes_are_logged_once_and_a_long_wait_gets_a_notice(tmp_path, caplog):

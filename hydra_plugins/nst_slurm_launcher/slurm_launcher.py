@@ -14,8 +14,9 @@ dataclasses cannot resolve string annotations.
 import contextlib
 import io
 import logging
+import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -56,6 +57,35 @@ class Job:
     out: Path
 
 
+@contextlib.contextmanager
+def kept_exit(signum: int) -> Iterator[None]:
+    """Raise again on leaving what the signal's handler raised, where code in between swallowed it.
+
+    submitit's preemption handler (USR2) requeues the job, then exits (SystemExit). Landing in C code that calls back
+    into Python, the exit can be lost: in CI once, during the job's `import torch`, it came out as an import error
+    ("initialization failed"). The job then recorded that as its failure and returned a result, which the launcher
+    took as the job's end, while SLURM ran the requeued job to an ok end that no report saw."""
+    handler = signal.getsignal(signum)
+    raised: list[BaseException] = []
+
+    def noting(sig: int, frame: Any) -> None:
+        try:
+            handler(sig, frame)
+        except BaseException as e:
+            raised.append(e)
+            raise
+
+    if callable(handler):
+        signal.signal(signum, noting)
+    try:
+        yield
+    finally:
+        if callable(handler):
+            signal.signal(signum, handler)
+    if raised:
+        raise raised[0]
+
+
 class NstSlurmLauncher(SlurmLauncher):
     """submitit's SLURM launcher with the request checked first, resume, a squeue watcher and failure records."""
 
@@ -68,6 +98,12 @@ class NstSlurmLauncher(SlurmLauncher):
         sweep into an existing sweep's directory would overwrite it; launch is after)."""
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.request = self.checked_request()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
+        """The job, run by submitit on a node; a preemption (USR2) that Python code in between swallowed still ends
+        it without a result (the job is requeued already)."""
+        with kept_exit(signal.SIGUSR2):
+            return super().__call__(*args, **kwargs)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
