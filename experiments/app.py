@@ -379,13 +379,15 @@ def record_interrupt(cfg: DictConfig, out: Path, error: KeyboardInterrupt, start
     """An interrupted job: metrics.json says "interrupted" (before_start: before it started, a batched launcher's
     later job); a result.png this run wrote without its metrics.json (interrupted between the two) is removed.
     A complete job (finished just now, or earlier) is left as it is."""
+    from nst import metrics
+
     if completed(out):
         return
     result = out / "result.png"
     if result.is_file() and result.stat().st_mtime >= started - 1:  # 1 s: file systems with coarse times
         result.unlink(missing_ok=True)
     stop = InterruptedJob("interrupted before it started" if before_start else interrupt_line(error))
-    record_failure(cfg, out, stop, status="interrupted")
+    record_failure(cfg, out, metrics.note(stop, **metrics.noted(error)), status="interrupted")
 
 
 class OtherRun(FileExistsError):

@@ -92,7 +92,7 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
         i, job = pending[k]
         clear_previous(job.out)
         if isinstance(result, BaseException):
-            app.fail_in_sweep(job.cfg, job.out, result)
+            app.fail_in_sweep(job.cfg, job.out, metrics.note(result, inputs=job.inputs))
             returns[i].return_value = None
             ended.add(k)
             app.release(job.out)
@@ -110,12 +110,12 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
     try:
         run_all([job.spec for _, job in pending], batch_size=batch_size, memory_mb=memory_mb, done=done)
     except KeyboardInterrupt as e:
-        progress = getattr(e, "progress", {})  # the running batch's jobs: iterations so far
+        progress = getattr(e, "progress", {})  # the running batch's jobs: what each had done (nst.metrics.note)
         for k, (_, job) in enumerate(pending):
             if k not in ended:  # an earlier complete result is kept; an earlier failure's record is replaced
-                n = progress.get(id(job.spec))
-                app.record_interrupt(job.cfg, job.out, e if n is None else Interrupted(n), start,
-                                     before_start=n is None)
+                ran = progress.get(id(job.spec))
+                stop = None if ran is None else metrics.note(Interrupted(ran.get("steps", 0)), **ran, inputs=job.inputs)
+                app.record_interrupt(job.cfg, job.out, e if stop is None else stop, start, before_start=stop is None)
         raise
     finally:
         app.release()  # the job directories start_job claimed in prepare

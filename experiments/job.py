@@ -94,6 +94,9 @@ def run_job(cfg: DictConfig | dict, out_dir: str | Path) -> dict[str, Any]:
     bars = Bars(out_dir.name, c.get("progress", True))
     try:
         result = run(spec, progress=bars)
+    except BaseException as e:  # for its record (write_failure)
+        metrics.note(e, inputs=inputs, total_seconds=time.perf_counter() - start)
+        raise
     finally:
         bars.close()
     record = metrics.job_metrics(result, c, inputs, seed=spec.seed, total_seconds=time.perf_counter() - start)
@@ -147,5 +150,8 @@ def write_failure(cfg: DictConfig | dict, out_dir: str | Path, error: BaseExcept
     except Exception:  # an unresolvable config is itself the error
         c = {}
     record = metrics.failure(c, error, status)
+    rows = metrics.noted(error).get("history")
+    if rows:  # up to its last finite evaluation
+        write_text(Path(out_dir) / "history.csv", history_csv(rows))
     metrics.write(out_dir, record)
     return record

@@ -26,6 +26,7 @@ from nst.engine import NonFiniteLoss, names_of, numbers
 from nst.features import Encoder
 from nst.inputs import image_size, spec_images
 from nst.losses import total_variation
+from nst.metrics import note, noted
 from nst.run import PRECISIONS, JobResult, configure, finish, initial_image, model_for, resolve_device, run
 from nst.spec import JobSpec
 from nst.transfer import StyleTransfer
@@ -72,8 +73,8 @@ def run_all(specs: Sequence[JobSpec], *, batch_size: int = 32, memory_mb: float 
         if len(group) == 1:
             try:
                 result: JobResult | BaseException = run(specs[group[0]])
-            except KeyboardInterrupt as e:  # its iterations so far (nst.engine.Interrupted), as _optimise gives
-                e.progress = {id(specs[group[0]]): getattr(e, "iterations", 0)}
+            except KeyboardInterrupt as e:  # what it had done (nst.metrics.note, from nst.run), as _optimise gives
+                e.progress = {id(specs[group[0]]): noted(e)}
                 raise
             except Exception as e:  # a failing job fails alone (not Ctrl-C or SystemExit: BaseExceptions)
                 result = e
@@ -279,8 +280,11 @@ def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: A
         seconds, setup = time.perf_counter() - t0, t0 - start
         out: list[JobResult | BaseException] = []
         for j, (spec, model) in enumerate(zip(specs, models)):
-            if result.status[j] == "failed":
-                out.append(NonFiniteLoss(result.reason[j]))
+            if result.status[j] == "failed":  # with what it had done, for its record (nst.metrics.note)
+                rows = [r for r in history[j] if math.isfinite(r.get("total_loss", math.nan))]
+                out.append(note(NonFiniteLoss(result.reason[j]), history=rows, steps=result.iterations[j],
+                                evaluations=result.evaluations[j], seconds=seconds,
+                                peak_memory_mb=memory.peak_mb(device), device=str(device)))
                 continue
             try:
                 image = result.x[j:j + 1]
@@ -293,6 +297,9 @@ def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: A
             except Exception as e:
                 out.append(e)
         return out
-    except KeyboardInterrupt as e:  # each job's iterations so far, for its interrupt record (keyed by its spec)
-        e.progress = {id(spec): rows[-1]["iteration"] if rows else 0 for spec, rows in zip(specs, history)}
+    except KeyboardInterrupt as e:  # what each job had done, for its interrupt record (keyed by its spec)
+        ran = {"seconds": time.perf_counter() - t0, "peak_memory_mb": memory.peak_mb(device), "device": str(device)}
+        e.progress = {id(spec): {"history": [r for r in rows if math.isfinite(r.get("total_loss", math.nan))],
+                                 "steps": rows[-1]["iteration"] if rows else 0, **ran}
+                      for spec, rows in zip(specs, history)}
         raise

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nst.metrics import note
 from nst.transfer import Terms
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -298,8 +299,12 @@ def optimise(model: Callable[[torch.Tensor], Terms], init: torch.Tensor, *, step
         iterations = completed()
         check_finite(final["total_loss"], iterations)
         rows_out = history.finish(Progress(iterations, evaluations, seconds, final))
-    except Interrupted:
-        raise
-    except KeyboardInterrupt as e:
-        raise Interrupted(completed()) from e
+    except BaseException as e:  # what ran goes with the error into the job's record: the rows up to the last
+        # finite evaluation (the pending one included), the updates applied, the time
+        rows = history.rows + ([history.pending] if history.pending is not None else [])
+        stopped = Interrupted(completed()) if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted) else e
+        note(stopped, history=rows, steps=completed(), evaluations=evaluations, seconds=time.perf_counter() - start)
+        if stopped is e:
+            raise
+        raise stopped from e
     return Result(x.detach(), final, iterations, evaluations, seconds, rows_out, stop[1] if stop else None)

@@ -165,9 +165,12 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
         # the swept values: the job's directory name also repeats a preset's every key (experiment=paper_fig3,
         # size=..., steps=...), which made the legend 3304 px wide and squeezed the plots
         label = ", ".join(_value_label(k, job[k]).replace(" = ", "=") for k in swept) or job["job"]
+        end = {}
+        if job.get("status") != "ok":  # its curve up to where it failed or was stopped, that point marked
+            label, end = f"{label} ({job.get('status')})", {"marker": "x", "markevery": [-1]}
         for ax, col in zip(axs, ("total_loss", "content_loss", "style_loss")):
             if col in h and (h[col] > 0).any():
-                ax.plot(h["iteration"], h[col], lw=1, label=label, **line_style(drawn))
+                ax.plot(h["iteration"], h[col], lw=1, label=label, **line_style(drawn), **end)
         drawn += 1
     for ax, col in zip(axs, ("total", "content", "style")):
         ax.set(title=f"{col} loss", xlabel="iteration", yscale="log")

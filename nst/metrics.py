@@ -11,7 +11,9 @@ CPU and, on CUDA, the GPU), the resolved
 `config` and `batch`: null for a job optimised alone, else the job directories of its batch
 (hydra/launcher=batched; itself included), whose rounding its result depends on; `seconds` is then the batch's,
 and `total_seconds` its set-up and optimisation. A failed or interrupted job has `status` "failed" or
-"interrupted", `error`, `seed`, `versions` and `config`. The file is written last, atomically.
+"interrupted", `error`, `seed`, `versions`, `config` and, when it failed while running (not on its config or its
+inputs), what it had done: `steps`, `evaluations`, `seconds`, `peak_memory_mb`, `device`, `inputs` and
+`total_seconds`, with history.csv up to its last finite evaluation. The file is written last, atomically.
 """
 from __future__ import annotations
 
@@ -108,11 +110,25 @@ def job_metrics(result: Any, config: dict[str, Any], inputs: dict[str, str], *, 
     }
 
 
+def note(error: BaseException, **fields: Any) -> BaseException:
+    """Note on a running job's error what the job had done (its history rows, steps, timings, memory, input
+    hashes), for its record (`failure`); a later note of a field replaces an earlier one."""
+    vars(error).setdefault("job_record", {}).update(fields)
+    return error
+
+
+def noted(error: BaseException) -> dict[str, Any]:
+    """What `note` put on an error (a copy; {} for none)."""
+    return dict(vars(error).get("job_record", {}))
+
+
 def failure(config: dict[str, Any], error: BaseException, status: str = "failed") -> dict[str, Any]:
-    """The metrics.json of a job that failed (or was interrupted) with `error`."""
-    return {"status": status, "error": f"{type(error).__name__}: {error}", "seed": config.get("seed"),
-            "versions": versions(str(config.get("device", "cpu"))), "config": config, "total_loss": math.nan,
-            "finished_at": time.time()}
+    """The metrics.json of a job that failed (or was interrupted) with `error`, with what it had done (`note`; its
+    history rows go to history.csv, not here)."""
+    done = {k: v for k, v in noted(error).items() if k != "history"}
+    return {"status": status, "error": f"{type(error).__name__}: {error}", "seed": config.get("seed"), **done,
+            "versions": versions(str(done.get("device") or config.get("device", "cpu"))), "config": config,
+            "total_loss": math.nan, "finished_at": time.time()}
 
 
 def write(out_dir: str | Path, metrics: dict[str, Any]) -> Path:

@@ -18,6 +18,7 @@ from nst.color import with_colors_of
 from nst.engine import Progress, numbers, optimise
 from nst.images import load_image
 from nst.inputs import cached_image, image_size, spec_images, targets
+from nst.metrics import note, noted
 from nst.spec import INITS, JobSpec
 from nst.transfer import StyleTransfer
 
@@ -146,32 +147,42 @@ def run(spec: JobSpec, *, progress: ProgressFn | None = None) -> JobResult:
     memory.reset_peak(device)
     history: list[dict[str, Any]] = []
     iterations = evaluations = 0
-    seconds, first, rgb, stop_reason = 0.0, None, None, None
-    for long_side, steps in spec.scales:
-        size = image_size(spec.targets.content, long_side)
-        model, prep = model_for(spec, size, device)
-        content_rgb, style_rgbs = spec_images(spec.targets, size)
-        if rgb is None:
-            rgb = initial_image(spec, content_rgb, style_rgbs[0] if style_rgbs else None, size)
-        else:
-            rgb = F.interpolate(rgb, size=(size[1], size[0]), mode="bilinear")
-        first = time.perf_counter() if first is None else first
-        offset = time.perf_counter() - first  # later scales' set-up counts in their seconds
-        o = spec.optimizer
-        result = optimise(model, prep(rgb.to(device)), steps=steps, optimizer=o.name, lr=o.lr,
-                          history_size=o.history_size, line_search=o.line_search,
-                          autocast=PRECISIONS[spec.precision],
-                          callback=(lambda p, s=long_side, n=steps: progress(s, n, p)) if progress else None)
-        history += [{"size": long_side, "iteration": iterations + p.iteration,
-                     "evaluations": evaluations + p.evaluations, "seconds": offset + p.seconds, **p.terms}
-                    for p in result.history]
-        iterations, evaluations = iterations + result.iterations, evaluations + result.evaluations
-        seconds += result.seconds
-        stop_reason = getattr(result, "stop_reason", None) or stop_reason
-        if stop_reason:
-            log.warning("stopped after %d of %d iterations at %d px: %s", result.iterations, steps, long_side,
-                        stop_reason)
-        rgb = prep.inverse(result.image).detach().cpu()
+    seconds, first, rgb, stop_reason, long_side, offset = 0.0, None, None, None, 0, 0.0
+
+    def rows(done: list[Progress]) -> list[dict[str, Any]]:  # this scale's rows, counted from the first scale
+        return [{"size": long_side, "iteration": iterations + p.iteration, "evaluations": evaluations + p.evaluations,
+                 "seconds": offset + p.seconds, **p.terms} for p in done]
+
+    try:
+        for long_side, steps in spec.scales:
+            size = image_size(spec.targets.content, long_side)
+            model, prep = model_for(spec, size, device)
+            content_rgb, style_rgbs = spec_images(spec.targets, size)
+            if rgb is None:
+                rgb = initial_image(spec, content_rgb, style_rgbs[0] if style_rgbs else None, size)
+            else:
+                rgb = F.interpolate(rgb, size=(size[1], size[0]), mode="bilinear")
+            first = time.perf_counter() if first is None else first
+            offset = time.perf_counter() - first  # later scales' set-up counts in their seconds
+            o = spec.optimizer
+            result = optimise(model, prep(rgb.to(device)), steps=steps, optimizer=o.name, lr=o.lr,
+                              history_size=o.history_size, line_search=o.line_search,
+                              autocast=PRECISIONS[spec.precision],
+                              callback=(lambda p, s=long_side, n=steps: progress(s, n, p)) if progress else None)
+            history += rows(result.history)
+            iterations, evaluations = iterations + result.iterations, evaluations + result.evaluations
+            seconds += result.seconds
+            stop_reason = getattr(result, "stop_reason", None) or stop_reason
+            if stop_reason:
+                log.warning("stopped after %d of %d iterations at %d px: %s", result.iterations, steps, long_side,
+                            stop_reason)
+            rgb = prep.inverse(result.image).detach().cpu()
+    except BaseException as e:  # a failure while running: what the earlier scales and this one had done
+        done = noted(e)
+        note(e, history=history + rows(done.get("history", [])), steps=iterations + done.get("steps", 0),
+             evaluations=evaluations + done.get("evaluations", 0), seconds=seconds + done.get("seconds", 0.0),
+             peak_memory_mb=memory.peak_mb(device), device=str(device))
+        raise
     return finish(spec, model, prep, result.image, result.terms, size, device, history=history,
                   iterations=iterations, evaluations=evaluations, seconds=seconds, setup_seconds=first - start,
                   stop_reason=stop_reason)

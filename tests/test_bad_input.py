@@ -277,7 +277,9 @@ def test_sigterm_to_the_main_process_alone_stops_the_local_launchers_jobs(tmp_pa
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     record = json.loads(next(sweep.glob("*/metrics.json")).read_text())
-    assert record["status"] == "interrupted" and "interrupted after" in record["error"]
+    assert record["status"] == "interrupted" and f"interrupted after {record['steps']} iterations" in record["error"]
+    history = pd.read_csv(next(sweep.glob("*/history.csv")))  # what it had done, up to the interrupt
+    assert record["steps"] >= history["iteration"].iloc[-1] >= 1 and record["inputs"]["content"]
     def cmdline(path: Path) -> bytes:
         try:
             return path.read_bytes()
@@ -352,6 +354,31 @@ def test_an_interrupted_batched_rerun_keeps_the_results_it_was_to_replace(tmp_pa
     for d, png in before.items():
         assert (d / "result.png").read_bytes() == png
         assert json.loads((d / "metrics.json").read_text())["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_an_interrupted_batch_records_what_each_job_had_done(tmp_path):
+    """Ctrl-C during a batch of two: each job's record holds its steps, inputs and device, and history.csv its rows
+    so far (before: only "interrupted after N iterations")."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.transfer", "-m", "size=32", "steps=100000",
+                             "progress=false", "beta=1e2,1e4", "hydra/launcher=batched", f"hydra.sweep.dir={sweep}"],
+                            cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=as_background_job)
+    out = ""
+    while out.count("#1 :") < 1 and proc.poll() is None:
+        out += proc.stdout.readline()  # both being prepared: the batch is next
+    time.sleep(6)  # into the batch (set-up at 32 px takes under a second)
+    proc.send_signal(signal.SIGINT)
+    out += proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, out[-2000:]
+    for d in sorted(sweep.glob("beta=*")):
+        record = json.loads((d / "metrics.json").read_text())
+        assert record["status"] == "interrupted", record
+        assert record["error"] == f"InterruptedJob: interrupted after {record['steps']} iterations"
+        assert record["steps"] >= 1 and record["inputs"]["content"] and record["device"] == "cpu"
+        history = pd.read_csv(d / "history.csv")
+        assert 1 <= history["iteration"].iloc[-1] <= record["steps"] and history["total_loss"].notna().all()
 
 
 # ------------------------------------------------------------------------------------ in process: fast checks

@@ -11,6 +11,7 @@ from experiments.job import settings
 from nst.batch import GroupLoss, fitting, group_layers, run_all
 from nst.inputs import image_size
 from nst.memory import batch_job_mb, weights_mb
+from nst.metrics import noted
 from nst.run import JobResult, model_for
 from nst.spec import JobSpec
 from nst.engine import term_names, term_row
@@ -127,4 +128,7 @@ def test_a_batched_job_that_diverges_fails_alone_with_the_value_it_reached():
     for k in (0, 1):
         assert isinstance(results[k], ArithmeticError), results[k]
         assert re.match(r"loss became (inf|nan) at iteration \d+; lower", str(results[k])), str(results[k])
+        done = noted(results[k])  # for its record: the rows up to the last finite evaluation
+        assert done["history"] and all(math.isfinite(r["total_loss"]) for r in done["history"])
+        assert done["history"][-1]["iteration"] <= done["steps"] and done["device"] == "cpu"
     assert isinstance(results[2], JobResult) and results[2].iterations == 3

@@ -108,6 +108,24 @@ def test_failed_job_is_reported_and_the_sweep_goes_on(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_job_that_fails_while_running_records_what_it_had_done(tmp_path):
+    """A NaN at Adam's second step (lr 1e30): the record holds the steps, timings, memory and input hashes, and
+    history.csv the rows up to the last finite evaluation; before, only the error, seed, versions and config."""
+    sweep = tmp_path / "sweep"
+    r = run_cli("experiments.transfer", "-m", "size=32", "steps=5", "progress=false", "optimizer=adam",
+                "optimizer.lr=0.01,1e30", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 1 and "1 job of the sweep failed" in r.stderr, r.stderr[-2000:]
+    ok, nan = (json.loads(next(sweep.glob(f"*lr={lr}*/metrics.json")).read_text()) for lr in ("1e-02", "1e+30"))
+    assert ok["status"] == "ok" and nan["status"] == "failed" and "nan at iteration 1" in nan["error"]
+    assert nan["inputs"] == ok["inputs"] and nan["device"] == "cpu" and nan["seed"] == 0
+    assert nan["steps"] == 2 and nan["evaluations"] == 2  # Adam applied its second update before the check
+    assert 0 < nan["seconds"] < nan["total_seconds"] and nan["peak_memory_mb"] > 0
+    history = pd.read_csv(next(sweep.glob("*lr=1e+30*/history.csv")))
+    assert list(history["iteration"]) == [0] and history["total_loss"].notna().all()
+    assert list(history.columns) == list(pd.read_csv(next(sweep.glob("*lr=1e-02*/history.csv"))).columns)
+
+
+@pytest.mark.slow
 def test_a_sweep_over_a_key_without_effect_is_warned_of_once(tmp_path):
     """Seeds from the content start: the jobs give one image (the warning's claim), and the sweep says so once."""
     sweep = tmp_path / "sweep"

@@ -10,6 +10,7 @@ from torch import nn
 from nst import engine
 from nst.engine import (GRADIENT_CAP, Interrupted, NonFiniteLoss, Progress, Result, lbfgs_stop, loss_scale,
                         optimise)
+from nst.metrics import noted
 from nst.transfer import Terms
 
 
@@ -161,9 +162,12 @@ def test_stop_reason_is_read_from_the_lbfgs_state():
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_nan_stops_at_the_evaluation_that_made_it(optimizer):
     model = Fn(lambda x, calls: (x - 0.2).pow(2).sum() * (math.nan if calls >= 5 else 1.0))
-    with pytest.raises(NonFiniteLoss, match="nan"):
+    with pytest.raises(NonFiniteLoss, match="nan") as info:
         optimise(model, torch.rand(1, 3, 4, 4), steps=50, optimizer=optimizer, lr=0.01)
     assert model.calls == 5
+    done = noted(info.value)  # for the job's record: the rows up to the last finite evaluation (the 4th)
+    assert done["history"][-1].evaluations == done["evaluations"] - 1 == 4
+    assert all(math.isfinite(p.terms["total_loss"]) for p in done["history"])
 
 
 def test_a_loss_that_overflows_at_the_start_names_the_weights():
@@ -185,6 +189,7 @@ def test_interrupt_carries_the_completed_iterations(optimizer, applied):
     # Progress 3 holds the terms evaluated during iteration 3: L-BFGS hands it over during iteration 4's line
     # search (3 updates applied), Adam after its 4th update.
     assert info.value.iterations == applied and isinstance(info.value, KeyboardInterrupt)
+    assert noted(info.value)["steps"] == applied and noted(info.value)["history"][-1].iteration == 3
     assert str(info.value) == f"interrupted after {applied} iterations"
 
 
