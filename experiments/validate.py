@@ -33,7 +33,9 @@ MAX_PIXELS = 4_194_304  # default of `max_pixels` (2048 x 2048) when a config la
 UPSCALE_WARNING = 3.0   # an image upscaled by this factor or more gets a warning
 POOLINGS = ("max", "avg")
 LINE_SEARCHES = ("strong_wolfe", None)
-SEED_RANGE = (-(2 ** 63), 2 ** 64)  # what torch.manual_seed accepts
+# torch.manual_seed takes -2**63 <= seed too, but wraps a negative seed to 2**64 + seed: seed=-1 and
+# seed=18446744073709551615 were two jobs with one noise (and other tools read -1 as "random")
+SEED_RANGE = (0, 2 ** 64)
 BUILT_IN = (ORIGINAL, NORMALIZED)  # VGG19 weights that need no file
 
 
@@ -551,8 +553,10 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
     seed = c.get("seed")
     if not _is_int(seed):
         raise c.fail("seed", "must be an integer (e.g. 0)")
-    if not SEED_RANGE[0] <= seed < SEED_RANGE[1]:
-        raise c.fail("seed", "is out of torch.manual_seed's range, -2**63 <= seed < 2**64")
+    if seed < SEED_RANGE[0]:
+        raise c.fail("seed", "must be >= 0: every run is seeded (no random seed); sweep seeds with seed=0,1,2")
+    if seed >= SEED_RANGE[1]:
+        raise c.fail("seed", "is out of torch.manual_seed's range, 0 <= seed < 2**64")
     _number(c, "threads", low=1, integer=True, null=True)
     _bool(c, "progress")
     _choice(c, "loss", sorted(CONVENTIONS))

@@ -452,6 +452,7 @@ def test_every_config_key_is_checked(compose):
     (["seed=1.5"], "seed 1.5 must be an integer"),
     (["optimizer.name=adam"], "optimizer.name 'adam' switches the optimizer without its settings; give optimizer=adam"),
     (["seed=99999999999999999999"], "seed 99999999999999999999 is out of torch.manual_seed's range"),
+    (["seed=-1"], "seed -1 must be >= 0: every run is seeded (no random seed)"),  # torch wraps it to 2**64 - 1
     (["arch=vit_b_16", "weights=random"], "arch 'vit_b_16' is a vision transformer"),
     (["+sizee=1"], "sizee 1 is not a config key; did you mean size?"),
     (["multiscale=[[32,2],[64]]"], "multiscale [[32,2],[64]] holds [64]"),
