@@ -56,7 +56,7 @@ def phases(sweep: Path) -> list[tuple[int, int, float]]:
     jobs leaving the batch, from the evaluation count and time of each job's history.csv rows (a batch evaluates
     all its jobs together)."""
     histories = [h for h in (pd.read_csv(p) for p in sweep.glob("*/history.csv")) if len(h)]
-    if not histories:  # a failed job writes none, so it is missing from the batch sizes too
+    if not histories:  # a job that fails at its start writes none, so it is missing from the batch sizes too
         return []
     lasts = [h.iloc[-1] for h in histories]
     finals = [int(last["evaluations"]) for last in lasts]

@@ -387,7 +387,8 @@ def record_interrupt(cfg: DictConfig, out: Path, error: KeyboardInterrupt, start
     if result.is_file() and result.stat().st_mtime >= started - 1:  # 1 s: file systems with coarse times
         result.unlink(missing_ok=True)
     stop = InterruptedJob("interrupted before it started" if before_start else interrupt_line(error))
-    record_failure(cfg, out, metrics.note(stop, **metrics.noted(error)), status="interrupted")
+    # what it had done; none for a job that had not started (the error is the running job's: a batched launcher's)
+    record_failure(cfg, out, metrics.note(stop, **({} if before_start else metrics.noted(error))), status="interrupted")
 
 
 class OtherRun(FileExistsError):

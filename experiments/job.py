@@ -151,7 +151,9 @@ def write_failure(cfg: DictConfig | dict, out_dir: str | Path, error: BaseExcept
         c = {}
     record = metrics.failure(c, error, status)
     rows = metrics.noted(error).get("history")
-    if rows:  # up to its last finite evaluation
+    if rows:  # the iterations it completed
         write_text(Path(out_dir) / "history.csv", history_csv(rows))
+    else:  # an earlier failed run's, which figures would draw as this one's (a complete result never gets here)
+        (Path(out_dir) / "history.csv").unlink(missing_ok=True)
     metrics.write(out_dir, record)
     return record

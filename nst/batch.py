@@ -284,7 +284,7 @@ def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: A
                 rows = [r for r in history[j] if math.isfinite(r.get("total_loss", math.nan))]
                 out.append(note(NonFiniteLoss(result.reason[j]), history=rows, steps=result.iterations[j],
                                 evaluations=result.evaluations[j], seconds=seconds,
-                                peak_memory_mb=memory.peak_mb(device), device=str(device)))
+                                peak_memory_mb=memory.peak_mb_or_none(device), device=str(device)))
                 continue
             try:
                 image = result.x[j:j + 1]
@@ -298,8 +298,10 @@ def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: A
                 out.append(e)
         return out
     except KeyboardInterrupt as e:  # what each job had done, for its interrupt record (keyed by its spec)
-        ran = {"seconds": time.perf_counter() - t0, "peak_memory_mb": memory.peak_mb(device), "device": str(device)}
+        ran = {"seconds": time.perf_counter() - t0, "peak_memory_mb": memory.peak_mb_or_none(device),
+               "device": str(device)}
         e.progress = {id(spec): {"history": [r for r in rows if math.isfinite(r.get("total_loss", math.nan))],
-                                 "steps": rows[-1]["iteration"] if rows else 0, **ran}
+                                 "steps": rows[-1]["iteration"] if rows else 0,
+                                 "evaluations": rows[-1]["evaluations"] if rows else 0, **ran}
                       for spec, rows in zip(specs, history)}
         raise

@@ -299,11 +299,11 @@ def optimise(model: Callable[[torch.Tensor], Terms], init: torch.Tensor, *, step
         iterations = completed()
         check_finite(final["total_loss"], iterations)
         rows_out = history.finish(Progress(iterations, evaluations, seconds, final))
-    except BaseException as e:  # what ran goes with the error into the job's record: the rows up to the last
-        # finite evaluation (the pending one included), the updates applied, the time
-        rows = history.rows + ([history.pending] if history.pending is not None else [])
+    except BaseException as e:  # what ran goes with the error into the job's record: the rows of the iterations
+        # completed (not the pending row, a line-search trial of the iteration in progress), the updates, the time
         stopped = Interrupted(completed()) if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted) else e
-        note(stopped, history=rows, steps=completed(), evaluations=evaluations, seconds=time.perf_counter() - start)
+        note(stopped, history=list(history.rows), steps=completed(), evaluations=evaluations,
+             seconds=time.perf_counter() - start)
         if stopped is e:
             raise
         raise stopped from e

@@ -30,6 +30,15 @@ def peak_mb(device: torch.device) -> float:
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def peak_mb_or_none(device: torch.device) -> float | None:
+    """peak_mb for a failed job's record, None where it cannot be read (after a CUDA error the context may refuse
+    every call): reading it must not hide the job's own error."""
+    try:
+        return peak_mb(device)
+    except Exception:
+        return None
+
+
 def _proc_mb(path: str, key: str) -> float | None:
     """The `key` line of a /proc file (a size in kB) in MiB; None where there is no such file or line."""
     try:

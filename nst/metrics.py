@@ -11,9 +11,9 @@ CPU and, on CUDA, the GPU), the resolved
 `config` and `batch`: null for a job optimised alone, else the job directories of its batch
 (hydra/launcher=batched; itself included), whose rounding its result depends on; `seconds` is then the batch's,
 and `total_seconds` its set-up and optimisation. A failed or interrupted job has `status` "failed" or
-"interrupted", `error`, `seed`, `versions`, `config` and, when it failed while running (not on its config or its
-inputs), what it had done: `steps`, `evaluations`, `seconds`, `peak_memory_mb`, `device`, `inputs` and
-`total_seconds`, with history.csv up to its last finite evaluation. The file is written last, atomically.
+"interrupted", `error`, `seed`, `versions`, `config` and, when it failed or stopped once running (past its
+config and inputs), what it had done: `steps`, `evaluations`, `seconds`, `peak_memory_mb`, `device`, `inputs` and
+(run alone) `total_seconds`, with history.csv holding the iterations it completed. The file is written last, atomically.
 """
 from __future__ import annotations
 

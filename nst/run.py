@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from nst import memory
 from nst.color import with_colors_of
-from nst.engine import Progress, numbers, optimise
+from nst.engine import Interrupted, Progress, numbers, optimise
 from nst.images import load_image
 from nst.inputs import cached_image, image_size, spec_images, targets
 from nst.metrics import note, noted
@@ -179,9 +179,12 @@ def run(spec: JobSpec, *, progress: ProgressFn | None = None) -> JobResult:
             rgb = prep.inverse(result.image).detach().cpu()
     except BaseException as e:  # a failure while running: what the earlier scales and this one had done
         done = noted(e)
-        note(e, history=history + rows(done.get("history", [])), steps=iterations + done.get("steps", 0),
+        steps = iterations + done.get("steps", 0)
+        note(e, history=history + rows(done.get("history", [])), steps=steps,
              evaluations=evaluations + done.get("evaluations", 0), seconds=seconds + done.get("seconds", 0.0),
-             peak_memory_mb=memory.peak_mb(device), device=str(device))
+             peak_memory_mb=memory.peak_mb_or_none(device), device=str(device))
+        if isinstance(e, KeyboardInterrupt) and getattr(e, "iterations", None) != steps:  # every scale's count
+            raise note(Interrupted(steps), **noted(e)) from e
         raise
     return finish(spec, model, prep, result.image, result.terms, size, device, history=history,
                   iterations=iterations, evaluations=evaluations, seconds=seconds, setup_seconds=first - start,

@@ -357,12 +357,15 @@ def test_an_interrupted_batched_rerun_keeps_the_results_it_was_to_replace(tmp_pa
 
 
 @pytest.mark.slow
-def test_an_interrupted_batch_records_what_each_job_had_done(tmp_path):
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])  # adam: no batch, two lone jobs one after the other
+def test_an_interrupted_batch_records_what_each_job_had_done(tmp_path, optimizer):
     """Ctrl-C during a batch of two: each job's record holds its steps, inputs and device, and history.csv its rows
-    so far (before: only "interrupted after N iterations")."""
+    so far (before: only "interrupted after N iterations"); a job that had not started holds none of the running
+    job's (they were copied to it)."""
     sweep = tmp_path / "sweep"
     proc = subprocess.Popen([sys.executable, "-m", "experiments.transfer", "-m", "size=32", "steps=100000",
-                             "progress=false", "beta=1e2,1e4", "hydra/launcher=batched", f"hydra.sweep.dir={sweep}"],
+                             "progress=false", "beta=1e2,1e4", f"optimizer={optimizer}", "hydra/launcher=batched",
+                             f"hydra.sweep.dir={sweep}"],
                             cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=as_background_job)
     out = ""
@@ -372,13 +375,18 @@ def test_an_interrupted_batch_records_what_each_job_had_done(tmp_path):
     proc.send_signal(signal.SIGINT)
     out += proc.communicate(timeout=300)[0]
     assert proc.returncode == 130, out[-2000:]
-    for d in sorted(sweep.glob("beta=*")):
+    first, second = sorted(sweep.glob("beta=*"))  # beta=1e+02 first
+    for d in (first, second) if optimizer == "lbfgs" else (first,):
         record = json.loads((d / "metrics.json").read_text())
         assert record["status"] == "interrupted", record
         assert record["error"] == f"InterruptedJob: interrupted after {record['steps']} iterations"
         assert record["steps"] >= 1 and record["inputs"]["content"] and record["device"] == "cpu"
         history = pd.read_csv(d / "history.csv")
         assert 1 <= history["iteration"].iloc[-1] <= record["steps"] and history["total_loss"].notna().all()
+    if optimizer == "adam":
+        record = json.loads((second / "metrics.json").read_text())
+        assert record["error"] == "InterruptedJob: interrupted before it started", record
+        assert "steps" not in record and not (second / "history.csv").exists()
 
 
 # ------------------------------------------------------------------------------------ in process: fast checks

@@ -125,6 +125,17 @@ def test_a_job_that_fails_while_running_records_what_it_had_done(tmp_path):
     assert list(history.columns) == list(pd.read_csv(next(sweep.glob("*lr=1e-02*/history.csv"))).columns)
 
 
+def test_a_failure_record_never_sits_beside_an_earlier_runs_history(tmp_path):
+    """A failure with no rows of its own (a batched job interrupted before its batch ran, one refused by its
+    config) removes an earlier failed run's history.csv, which losses.png would draw as this run's."""
+    from experiments.job import write_failure
+
+    (tmp_path / "history.csv").write_text("size,iteration,total_loss\n32,0,1.5\n")
+    write_failure({}, tmp_path, RuntimeError("before it ran"))
+    assert not (tmp_path / "history.csv").exists()
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+
+
 @pytest.mark.slow
 def test_a_sweep_over_a_key_without_effect_is_warned_of_once(tmp_path):
     """Seeds from the content start: the jobs give one image (the warning's claim), and the sweep says so once."""

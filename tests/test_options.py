@@ -118,6 +118,29 @@ def test_multiscale_upsamples_and_records_each_scale(tmp_path):
             validate(job.settings(compose("config", overrides=[*BASE, "multiscale=[64]"])))
 
 
+def test_a_multiscale_job_stopped_at_its_second_scale_counts_both(tmp_path):
+    """Ctrl-C at the second scale: "interrupted after N iterations" and the record count both scales (the message
+    counted the second alone), and the history rows run on across the scales."""
+    from nst.engine import Interrupted
+    from nst.metrics import noted
+    from nst.run import run as run_spec
+    from nst.spec import JobSpec
+
+    def stop(size: int, steps: int, p) -> None:
+        if size == 40 and p.iteration == 2:
+            raise KeyboardInterrupt
+
+    with initialize_config_module("conf", version_base="1.3"):
+        c = job.settings(compose("config", overrides=[*BASE, "multiscale=[[24,3],[40,100]]"]))
+    with pytest.raises(Interrupted) as info:
+        run_spec(JobSpec.from_config(c), progress=stop)
+    done = noted(info.value)
+    assert str(info.value) == "interrupted after 5 iterations" and done["steps"] == 3 + 2
+    # row 0 of a scale is its start, the previous scale's result upsampled: iteration 3 twice, as in a finished job
+    assert [(r["size"], r["iteration"]) for r in done["history"]] == [(24, i) for i in range(4)] + [(40, 3), (40, 4),
+                                                                                                  (40, 5)]
+
+
 def test_targets_are_reused_across_a_beta_sweep(tmp_path):
     inputs.targets.cache_clear()
     first = run(tmp_path, "b1", "beta=1e3")[1]

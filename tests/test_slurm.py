@@ -158,7 +158,8 @@ def test_a_preempted_job_is_requeued_and_completes(tmp_path):
 
 def test_a_preemption_swallowed_on_its_way_still_ends_the_job():
     """submitit's USR2 handler requeues and raises SystemExit; where code in between swallows that exit (in CI once,
-    torch's import: "initialization failed"), kept_exit raises it again on leaving, so no result is written."""
+    torch's import: "initialization failed"), kept_exit raises it again on leaving, so no result is written; an
+    Exception from the handler (the time limit's: no requeue) is the job's to record."""
     from hydra_plugins.nst_slurm_launcher.slurm_launcher import kept_exit
 
     def requeue_and_exit(signum: int, frame: object) -> None:  # how submitit's checkpoint_and_try_requeue ends
@@ -175,7 +176,22 @@ def test_a_preemption_swallowed_on_its_way_still_ends_the_job():
             pass
         with pytest.raises(SystemExit), kept_exit(signal.SIGUSR2):  # not swallowed: raised once, as before
             signal.raise_signal(signal.SIGUSR2)
+        with pytest.raises(SystemExit), kept_exit(signal.SIGUSR2):  # swallowed into another error that escapes
+            try:
+                signal.raise_signal(signal.SIGUSR2)
+            except SystemExit:
+                raise ImportError("initialization failed") from None
         assert signal.getsignal(signal.SIGUSR2) is requeue_and_exit
+
+        def time_limit(signum: int, frame: object) -> None:  # submitit at the time limit: no requeue, an Exception
+            raise RuntimeError("Job not requeued because: timed-out and not checkpointable.")
+
+        signal.signal(signal.SIGUSR2, time_limit)
+        with kept_exit(signal.SIGUSR2):  # the job records it (experiments.app.main) and ends with its result
+            try:
+                signal.raise_signal(signal.SIGUSR2)
+            except RuntimeError:
+                pass
     finally:
         signal.signal(signal.SIGUSR2, previous)
 

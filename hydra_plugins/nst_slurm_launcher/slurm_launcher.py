@@ -59,12 +59,14 @@ class Job:
 
 @contextlib.contextmanager
 def kept_exit(signum: int) -> Iterator[None]:
-    """Raise again on leaving what the signal's handler raised, where code in between swallowed it.
+    """Raise again on leaving the exit that the signal's handler raised, where code in between swallowed it or
+    turned it into another error.
 
     submitit's preemption handler (USR2) requeues the job, then exits (SystemExit). Landing in C code that calls back
     into Python, the exit can be lost: in CI once, during the job's `import torch`, it came out as an import error
     ("initialization failed"). The job then recorded that as its failure and returned a result, which the launcher
-    took as the job's end, while SLURM ran the requeued job to an ok end that no report saw."""
+    took as the job's end, while SLURM ran the requeued job to an ok end that no report saw. An Exception the handler
+    raises (submitit's UncompletedJobError at the time limit: no requeue) is left to the job, which records it."""
     handler = signal.getsignal(signum)
     raised: list[BaseException] = []
 
@@ -72,13 +74,18 @@ def kept_exit(signum: int) -> Iterator[None]:
         try:
             handler(sig, frame)
         except BaseException as e:
-            raised.append(e)
+            if not isinstance(e, Exception):
+                raised.append(e)
             raise
 
     if callable(handler):
         signal.signal(signum, noting)
     try:
         yield
+    except BaseException as e:
+        if raised and e is not raised[0]:
+            raise raised[0] from e
+        raise
     finally:
         if callable(handler):
             signal.signal(signum, handler)
@@ -100,9 +107,11 @@ class NstSlurmLauncher(SlurmLauncher):
         self.request = self.checked_request()
 
     def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
-        """The job, run by submitit on a node; a preemption (USR2) that Python code in between swallowed still ends
-        it without a result (the job is requeued already)."""
-        with kept_exit(signal.SIGUSR2):
+        """The job, run by submitit on a node; a preemption (USR2, or submitit's SUBMITIT_PREEMPT_SIGNAL) whose exit
+        was swallowed on its way still ends it without a result (the job is requeued already)."""
+        from submitit import JobEnvironment
+
+        with kept_exit(getattr(signal, f"SIG{JobEnvironment.USR_SIG}", signal.SIGUSR2)):
             return super().__call__(*args, **kwargs)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
