@@ -110,7 +110,7 @@ def main() -> None:
             marks = sorted({i for i in (0, 1, 2, 5, 10, 20, 50, 100, 200) if i in history.index} | {history.index[-1]})
             trail = ", ".join(f"{i}: {history.loc[i, 'total_loss']:.3g}" for i in marks)
             stop = row.get("stop_reason")
-            print(f"  furthest, {name}: {worst}: total loss {row['total_loss']:.4g}, {row['steps']} iterations, "
+            print(f"  furthest, {name}: {worst}: total loss {row['total_loss']:.4g}, {row['iterations']} iterations, "
                   f"{row['evaluations']} evaluations, stopped early: {stop if isinstance(stop, str) else 'no'}; "
                   f"by iteration {trail}")
         for k, name in enumerate(reports):  # where a batched run's time went: a new batch size's first evaluation

@@ -364,6 +364,12 @@ def _reached(c: _Check, net: Any, layers: dict[str, list], tap: str) -> None:
 
     if net is None:
         return
+    for key, value in layers.items():  # one layer as a name and as an index ([conv1_1,0] with tap conv): the job
+        names = [layer_key(layer, net, tap) for layer in value]  # failed at run time, a sweep's alone
+        for k, name in enumerate(names):
+            if name in names[:k]:
+                raise c.fail(key, f"names {name} twice ({value[names.index(name)]} and {value[k]}): "
+                                  "list each layer once (weigh it with style_layer_weights)")
     modules = {(key, layer): resolve(layer, net, tap)[0] for key, value in layers.items() for layer in value}
     seen: dict[tuple, list[int]] = {k: [] for k in modules}
     handles = [module.register_forward_hook(
@@ -675,6 +681,8 @@ def _no_effect(c: _Check, net: Any) -> None:
         why["optimizer.history_size"] = why["optimizer.line_search"] = "an L-BFGS setting, unused by Adam"
     if c.get("precision") == "tf32" and resolve_device(c.get("device")).type == "cpu":
         why["precision"] = "tf32 changes CUDA's matrix products and convolutions only; on the CPU it is fp32"
+    if c.get("multiscale"):  # trial F: a report's `size` then showed 32 for a 48 px result
+        why["size"] = why["steps"] = "multiscale sets every scale's size and iterations"
     if net is not None and not any(isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for m in net.modules()):
         why["pooling"] = f"{c.get('arch')} has no pooling layer to set"
     for key, reason in why.items():

@@ -21,7 +21,7 @@ CELL = 1.9  # inches per image column
 
 
 def _value_label(key: str, value) -> str:
-    if isinstance(value, float) and math.isnan(value):
+    if value is None or isinstance(value, float) and math.isnan(value):
         value = "null"  # an unset option (e.g. preserve_color) reads back from the CSV as NaN
     elif isinstance(value, float) and value and (abs(value) >= 1e3 or abs(value) < 1e-2):
         short = f"{value:.0e}"  # 1e+03, as the directory names; four digits where that is not the value (it made
@@ -113,7 +113,8 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
             if i == 0:
                 ax.set_title(_value_label(cols_key, c), fontsize=9)
             if j == 0:
-                ax.set_ylabel(_layers_label(match.iloc[0], rows_key) if job is not None else str(r), fontsize=7)
+                ax.set_ylabel(_layers_label(match.iloc[0], rows_key) if job is not None and rows_key.endswith(
+                    "_layers") else _value_label(rows_key, r).split(" = ", 1)[1], fontsize=7)  # null: "null"
     right.suptitle(f"rows: {LABELS.get(rows_key, rows_key)}, columns: {LABELS.get(cols_key, cols_key)}"
                    + (f"; {held}" if held else ""), fontsize=10)
     return _save(fig, sweep_dir / "grid")

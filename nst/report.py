@@ -19,6 +19,10 @@ METRICS = ["content_loss", "style_loss", "total_loss", "tv_loss", "gram_style_lo
 RENAMED = {"style_loss": "style_loss_fn"}  # config keys whose names are taken by a metric column
 TAIL = ["steps", "stop_reason", "evaluations", "seconds", "seconds_per_iteration", "peak_memory_mb", "device",
         "status", "error", "finished_at"]
+# metrics whose names are config keys: their own columns, so that a swept `steps` (iterations asked for) or
+# `device` (auto) stays the axis; trial F: a steps=40,60 sweep stopped early at 26 read as one axis, and a failed
+# job's null steps made a column of its own
+RENAMED_METRICS = {"steps": "iterations", "device": "device_used"}
 NUMERIC_AXES = ("beta", "ratio", "alpha", "style_scale", "tv_weight", "size")
 
 
@@ -90,7 +94,7 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str
         row[key] = m.get(key, math.nan)
     row |= {k: v for k, v in m.items() if k.startswith(("content/", "style/"))}
     for key in TAIL:
-        row[key] = m.get(key)
+        row[RENAMED_METRICS.get(key, key)] = m.get(key)
     damage = metrics.damage(job_dir) if row["status"] == metrics.OK else None
     if damage:  # its metrics.json says ok, its image is not whole: a re-run of the sweep redoes it
         row["status"], row["error"] = "damaged", damage
@@ -101,26 +105,30 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str
 
 
 def sort_key(value: Any, seen: int = 0) -> tuple:
-    """Order axis values: numbers ascending, layer lists by length then conv index, text in the order given
-    (`seen`: where the value first appears, i.e. the sweep's order: Fig. 2's paintings B, C, D, F, not A-Z)."""
-    if isinstance(value, (int, float)):
+    """Order axis values: numbers ascending, then a null (an unset key: the baseline of preserve_color=null,...),
+    then layer lists by length then conv index, text in the order given (`seen`: where the value first appears,
+    i.e. the sweep's order: Fig. 2's paintings B, C, D, F, not A-Z)."""
+    if isinstance(value, (int, float)) and not pd.isna(value):
         return (0, value, (), 0)
+    if value is None or pd.isna(value):
+        return (1, 0, (), 0)
     parts = str(value).split(",")
     indices = tuple(int(p) for p in parts) if all(p.strip().isdigit() for p in parts) else ()
     return (1, len(parts), indices, seen)  # conv indices numerically: 2 before 10
 
 
 def in_order(values: Any) -> list:
-    """An axis's distinct values, in axis order (sort_key); a null (an unset key) last, once."""
-    values = pd.Series(list(values), dtype=object)
-    seen = {v: k for k, v in enumerate(pd.unique(values.dropna()))}  # first appearances, in order
-    return sorted(seen, key=lambda v: sort_key(v, seen[v])) + ([None] if values.isna().any() else [])
+    """An axis's distinct values in axis order (sort_key), a null (NaN or None) as None, once."""
+    seen: dict[Any, int] = {}
+    for v in values:
+        seen.setdefault(None if pd.isna(v) else v, len(seen))  # first appearances, in order
+    return sorted(seen, key=lambda v: sort_key(v, seen[v]))
 
 
 def order(column: pd.Series) -> pd.Series:
-    """A key for DataFrame.sort_values: each value's place on its axis (nulls last)."""
-    place = {v: i for i, v in enumerate(in_order(column)) if v is not None}
-    return column.map(lambda v: len(place) if pd.isna(v) else place[v])
+    """A key for DataFrame.sort_values: each value's place on its axis."""
+    place = {v: i for i, v in enumerate(in_order(column))}
+    return column.map(lambda v: place[None if pd.isna(v) else v])
 
 
 def build(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None) -> pd.DataFrame:
@@ -161,7 +169,7 @@ def swept_keys(dirs: list[Path], launched: dict[str, list[str]] | None = None) -
 
 def axes(df: pd.DataFrame) -> tuple[str | None, str | None]:
     """(row key, column key) for grids and pivots: columns a numeric weight axis, rows the other swept key."""
-    swept = [k for k in df.attrs.get("swept", []) if k in df and df[k].nunique() > 1]
+    swept = [k for k in df.attrs.get("swept", []) if k in df and df[k].nunique(dropna=False) > 1]  # tap=null,relu
     cols = next((k for k in NUMERIC_AXES if k in swept), swept[-1] if len(swept) > 1 else None)
     rows = next((k for k in swept if k != cols), None)
     return rows, cols
@@ -172,7 +180,7 @@ def held(df: pd.DataFrame) -> dict[str, object]:
     rows, cols = axes(df)
     more = [k for k in df.attrs.get("swept", []) if k in df and k not in (rows, cols)
             and df[k].nunique(dropna=False) > 1]  # null counts: tap=null,relu is two values
-    return {k: None if df[k].isna().any() else in_order(df[k].unique())[0] for k in more}
+    return {k: in_order(df[k].unique())[0] for k in more}
 
 
 def held_text(df: pd.DataFrame) -> str:
@@ -195,11 +203,16 @@ def pivots(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     rows, cols = axes(df)
     if rows is None or cols is None:
         return {}
-    df = plane(df)
-    row_order, col_order = ([v for v in in_order(df[k].unique()) if v is not None] for k in (rows, cols))
+    df = plane(df).copy()
+    row_order, col_order = ([NULL if v is None else v for v in in_order(df[k].unique())] for k in (rows, cols))
+    for key in (rows, cols):  # a null value (preserve_color=null, the baseline) is a row or column, "null"
+        df[key] = df[key].astype(object).where(df[key].notna(), NULL)
     return {metric: df.pivot_table(index=rows, columns=cols, values=metric, aggfunc="first",
                                    sort=False).reindex(index=row_order, columns=col_order)
             for metric in ("content_loss", "style_loss")}
+
+
+NULL = "null"  # a null axis value in the pivots, as typed
 
 
 def counts(df: pd.DataFrame, started: float | None) -> str:
@@ -233,7 +246,9 @@ def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
     for stale in set(sweep_dir.glob("pivot_*.csv")) - {sweep_dir / f"pivot_{m}.csv" for m in tables}:
         stale.unlink()  # an earlier report's (of another shape): the directory's tables are this report's
     for metric, table in tables.items():
-        write_text(sweep_dir / f"pivot_{metric}.csv", table.to_csv())
+        # the corner cell names both axes ("style_layers \ beta"): the columns' key was in no file (trial F)
+        write_text(sweep_dir / f"pivot_{metric}.csv",
+                   table.rename_axis(index=f"{table.index.name} \\ {table.columns.name}", columns=None).to_csv())
         if table.isna().all(axis=None):  # no job of the plane finished (e.g. all interrupted): nothing to show
             continue
         shown = table.rename(columns=lambda v: f"{v:g}" if isinstance(v, float) else v)  # 1e-08, not 1.000000e-08

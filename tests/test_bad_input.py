@@ -447,6 +447,7 @@ def test_every_config_key_is_checked(compose):
     (["style_scale=16", "size=256"], "style_scale 16 gives a 4096x"),
     (["style_layer_weights=[1,2]"], "style_layer_weights [1,2] has 2 weights for 5 style layers"),
     (["style_layers=[0,1,0]"], "style_layers [0,1,0] names 0 twice"),
+    (["tap=conv", "style_layers=[conv1_1,0]"], "style_layers [conv1_1,0] names conv1_1 twice (conv1_1 and 0)"),
     (["content_layers=[]", "style_layers=[]"], "nothing to optimise"),
     (["alpha=0", "ratio=1e-3"], "nothing to optimise"),
     (["beta=1e4", "ratio=1e-3"], "beta 1e4 has no effect while ratio 1e-3 is set"),
@@ -492,6 +493,7 @@ def test_careless_values_are_refused_in_one_line(compose, files, overrides, expe
     (["optimizer=adam", "optimizer.line_search=null"], "optimizer.line_search"),
     (["precision=tf32", "device=cpu"], "precision"),
     (["backbone=efficientnet_lite0", "pooling=avg"], "pooling"),
+    (["multiscale=[[24,2],[32,2]]", "size=48"], "size"),  # the report showed 48 for a 32 px result
     (["seed=3", "noise_std=0.5", "optimizer.history_size=5", "precision=bf16", "pooling=avg"], None)])
 def test_a_typed_key_without_effect_is_warned_of(compose, caplog, monkeypatch, overrides, key):
     """A sweep over a key the job does not use (seeds of a content start, Adam's history) gave identical cells."""

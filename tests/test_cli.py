@@ -137,6 +137,22 @@ def test_a_failure_record_never_sits_beside_an_earlier_runs_history(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_swept_steps_stays_the_axis_beside_the_iterations_run(tmp_path):
+    """report.csv's `steps` column held the iterations run (metrics.json's `steps`): a steps sweep stopped early
+    read as one value, and a failed job's null made a grid column "steps = None" of its own (trial F)."""
+    sweep = tmp_path / "sweep"
+    r = run_cli("experiments.style_reconstruction", "-m", "size=32", "progress=false", "steps=2,3",
+                "style_layers=[0],[99]", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 1, r.stderr[-2000:]
+    df = pd.read_csv(sweep / "report.csv", dtype={"style_layers": str})
+    assert sorted(df["steps"]) == [2, 2, 3, 3] and set(df["device_used"].dropna()) == {"cpu"}
+    ok = df[df["status"] == "ok"].set_index("steps")
+    assert ok.loc[2, "iterations"] == 2 and ok.loc[3, "iterations"] == 3 and df["iterations"].isna().sum() == 2
+    table = pd.read_csv(sweep / "pivot_style_loss.csv", index_col=0)
+    assert table.index.name == "style_layers \\ steps" and table.shape == (2, 2)
+
+
+@pytest.mark.slow
 def test_a_sweep_over_a_key_without_effect_is_warned_of_once(tmp_path):
     """Seeds from the content start: the jobs give one image (the warning's claim), and the sweep says so once."""
     sweep = tmp_path / "sweep"

@@ -92,7 +92,7 @@ def test_batched_grid_on_cuda_matches_the_basic_grid(tmp_path):
         reports[name] = pd.read_csv(tmp_path / name / "report.csv")
     ours, solo = reports["batched"], reports["basic"]
     assert list(ours["job"]) == list(solo["job"]) and set(ours["status"]) == {"ok"}
-    assert all(d.startswith("cuda") for d in ours["device"])
+    assert all(d.startswith("cuda") for d in ours["device_used"])
     for loss, alone in zip(ours["total_loss"], solo["total_loss"]):
         assert loss == pytest.approx(alone, rel=0.02)
 

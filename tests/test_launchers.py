@@ -39,7 +39,7 @@ def test_batched_launcher_matches_the_basic_report(basic, tmp_path):
     ours, reference = pd.read_csv(tmp_path / "report.csv"), pd.read_csv(basic / "report.csv")
     assert list(ours.columns) == list(reference.columns)
     assert list(ours["job"]) == list(reference["job"]) and set(ours["status"]) == {"ok"}
-    assert (ours["steps"] == reference["steps"]).all()
+    assert (ours["iterations"] == reference["iterations"]).all()
     for ours_loss, solo in zip(ours["total_loss"], reference["total_loss"]):
         assert ours_loss == pytest.approx(solo, rel=0.02)
     for job in ours["job"]:

@@ -211,10 +211,19 @@ def test_text_axes_keep_the_sweeps_order_and_labels_tell_values_apart():
         ["β = 1e+03", "β = 1250", "β = 1500", "β = 2e+05", "β = 0.5"]
 
 
-def test_an_axis_with_nulls_orders_them_last():
+def test_an_axis_with_nulls_orders_them_and_keeps_them():
     """Two or more nulls in a swept column (-m style_scale=null,2 beta=1e3,1e4) made sort_values raise, and the
-    sweep lost its report.csv."""
+    sweep lost its report.csv. A null value is an axis value: after numbers, before text (the baseline of
+    preserve_color=null,luminance); before, the pivots left its row out and tap=null,relu was no axis at all."""
     df = pd.DataFrame({"style_scale": [None, 2.0, None, 0.5], "beta": [1e3, 1e3, 1e4, 1e4]})
     ordered = df.sort_values(["style_scale", "beta"], key=report.order)
     assert list(ordered["style_scale"].fillna(-1)) == [0.5, 2.0, -1, -1] and report.in_order(df["style_scale"]) == \
         [0.5, 2.0, None]
+    assert report.in_order(["luminance", None, "histogram", float("nan")]) == [None, "luminance", "histogram"]
+    sweep = pd.DataFrame({"preserve_color": ["luminance", None] * 2, "beta": [1e3, 1e3, 1e4, 1e4],
+                          "content_loss": [1.0, 2.0, 3.0, 4.0], "style_loss": [5.0, 6.0, 7.0, 8.0]})
+    sweep.attrs["swept"] = ["preserve_color", "beta"]
+    assert report.axes(sweep) == ("preserve_color", "beta")
+    table = report.pivots(sweep)["content_loss"]
+    assert list(table.index) == ["null", "luminance"] and list(table.columns) == [1e3, 1e4]
+    assert table.loc["null", 1e4] == 4.0 and table.loc["luminance", 1e3] == 1.0
