@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -59,6 +60,10 @@ def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | No
     jobs, started = (None, None) if every_job else invocation(sweep_dir, config)
     inner = sorted(d.name for d in sweep_dir.iterdir() if (d / MULTIRUN_FILE).is_file()) \
         if jobs is None and sweep_dir.is_dir() else []  # sweeps inside: a folder such as outputs/transfer/
+    if jobs is None and sweep_dir.is_dir() and not report.job_dirs(sweep_dir) and \
+            ((sweep_dir / ".hydra").is_dir() or (sweep_dir / "metrics.json").is_file()):
+        raise ValueError(f"{str(sweep_dir)!r} is one job's directory; report the sweep (or folder of runs) it "
+                         f"belongs to: python -m experiments.report {sweep_dir.parent}")
     if inner and not report.job_dirs(sweep_dir):
         raise ValueError(f"{str(sweep_dir)!r} holds sweeps, not jobs ({', '.join(inner[:3])}"
                          f"{', ...' if len(inner) > 3 else ''}); report each: python -m experiments.report "
@@ -78,20 +83,29 @@ def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | No
     return summary
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as one `error:` line with the usage in it, exit 2 (argparse printed the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        usage = " ".join(self.format_usage().split()[1:])
+        self.exit(2, f"error: {message}; usage: {usage}\n")
+
+
 def cli(argv: list[str] | None = None, *, draw: bool = False) -> int:
     """Command line: one sweep directory in, files and a summary out; one-line errors."""
     from experiments import figures as figures_app
 
-    parser = argparse.ArgumentParser(prog=f"python -m experiments.{'figures' if draw else 'report'}",
-                                     description=figures_app.__doc__ if draw else __doc__)
+    parser = OneLineParser(prog=f"python -m experiments.{'figures' if draw else 'report'}",
+                           description=figures_app.__doc__ if draw else __doc__)
     parser.add_argument("sweep_dir", help="a multirun directory, e.g. outputs/grid/2026-01-01_12-00-00")
     parser.add_argument("--all", action="store_true", dest="every_job",
                         help="every job directory in it, not only those of its last sweep (multirun.yaml): e.g. "
                              "after a re-run of part of a sweep into the same directory")
     args = parser.parse_args(argv)
     try:
-        print(publish(args.sweep_dir, draw=draw, every_job=args.every_job))
-        status = pd.read_csv(Path(args.sweep_dir) / "report.csv", usecols=["status"])["status"]
+        sweep_dir = Path(args.sweep_dir).expanduser()  # quoted '~/...' too, as the entry points expand it
+        print(publish(sweep_dir, draw=draw, every_job=args.every_job))
+        status = pd.read_csv(sweep_dir / "report.csv", usecols=["status"])["status"]
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

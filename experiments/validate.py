@@ -404,8 +404,9 @@ def _weights(c: _Check, arch: str) -> None:
         return
     if arch == EFFICIENTNET:  # no state_dict path: the trunk is ours, a file's keys would be the package's
         if value != PRETRAINED:
+            hint = "" if "weights" in c.typed else f"; backbone={EFFICIENTNET} sets arch, weights and its layers"
             raise c.fail(key, f"is not one of {PRETRAINED} | random (arch={arch})"
-                         + (_suggest(value, [PRETRAINED, "random"]) if isinstance(value, str) else ""))
+                         + (_suggest(value, [PRETRAINED, "random"]) if isinstance(value, str) else "") + hint)
         return
     if value == PRETRAINED:
         raise c.fail(key, f"exist for {EFFICIENTNET} only; give arch={arch} "
@@ -579,12 +580,11 @@ def validate(cfg: dict, typed: Mapping[str, str] | None = None) -> None:
     # the network: architecture, weights, layers
     arch = c.get("arch")
     if arch != "vgg19":  # torchvision is imported only for other architectures
-        from nst.backbones import TRANSFORMERS, architectures
+        from nst.backbones import TRANSFORMER_REFUSAL, TRANSFORMERS, architectures
 
         names = architectures()
         if isinstance(arch, str) and arch.startswith(TRANSFORMERS):
-            raise c.fail("arch", "is a vision transformer (a fixed 224 px input, no convolutional feature maps); "
-                                 "give a convolutional network, e.g. vgg19, vgg16, resnet18")
+            raise c.fail("arch", TRANSFORMER_REFUSAL)
     if arch != "vgg19" and (not isinstance(arch, str) or arch not in names):
         raise c.fail("arch", f"is not a torchvision architecture or {EFFICIENTNET} (e.g. vgg19, vgg16, resnet18)"
                      + (_suggest(arch, names) if isinstance(arch, str) else ""))

@@ -463,6 +463,8 @@ def test_every_config_key_is_checked(compose):
     (["seed=99999999999999999999"], "seed 99999999999999999999 is out of torch.manual_seed's range"),
     (["seed=-1"], "seed -1 must be >= 0: every run is seeded (no random seed)"),  # torch wraps it to 2**64 - 1
     (["arch=vit_b_16", "weights=random"], "arch 'vit_b_16' is a vision transformer"),
+    (["arch=efficientnet_lite0"], "weights 'original' is not one of pretrained | random (arch=efficientnet_lite0); "
+                                  "backbone=efficientnet_lite0 sets arch, weights and its layers"),
     (["+sizee=1"], "sizee 1 is not a config key; did you mean size?"),
     (["multiscale=[[32,2],[64]]"], "multiscale [[32,2],[64]] holds [64]"),
     (["style_blend=[1,2]"], "style_blend [1,2] has 2 weights for 1 style image"),
@@ -504,6 +506,15 @@ def test_a_typed_key_without_effect_is_warned_of(compose, caplog, monkeypatch, o
         check(compose, *overrides)
     warned = [r.getMessage() for r in caplog.records if "has no effect" in r.getMessage()]
     assert len(warned) == (key is not None) and all(w.startswith(f"{key}=") for w in warned), warned
+
+
+def test_a_layer_scan_of_a_vision_transformer_is_refused_as_validation_refuses_it():
+    """layer_scan's sweep (${conv_indices:...}) builds the network before any job's validation: it said
+    "is not a torchvision architecture" of vit_b_16, which is one (trial F)."""
+    from experiments.resolvers import conv_indices
+
+    with pytest.raises(ValueError, match=r"arch 'vit_b_16' is a vision transformer \(a fixed 224 px input"):
+        conv_indices("vit_b_16")
 
 
 def test_scalar_layers_and_a_tiny_image_upscaled_are_accepted_with_a_warning(compose, files, caplog):

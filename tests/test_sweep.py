@@ -3,6 +3,7 @@ import os
 import time
 
 import pandas as pd
+import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -176,6 +177,14 @@ def test_report_all_stale_tables_and_figures_and_unreadable_inputs(tmp_path, cap
     assert "multirun.yaml cannot be read" in capsys.readouterr().err
     assert cli([str(tmp_path)]) == 2  # a folder of sweeps
     assert "holds sweeps, not jobs (sweep); report each" in capsys.readouterr().err
+    assert cli([str(sweep_dir / "beta=1,style_layers=0")]) == 2  # one job's directory: its sweep is named
+    assert capsys.readouterr().err == (f"error: '{sweep_dir / 'beta=1,style_layers=0'}' is one job's directory; report "
+                                       f"the sweep (or folder of runs) it belongs to: python -m experiments.report "
+                                       f"{sweep_dir}\n")
+    with pytest.raises(SystemExit) as usage:  # argparse's errors: one line, not the usage and then the error
+        cli(["--pivot", "beta", str(sweep_dir)])
+    err = capsys.readouterr().err
+    assert usage.value.code == 2 and err.startswith("error: unrecognized arguments: --pivot") and err.count("\n") == 1
     job(tmp_path, "single")  # and a single run beside it (outputs/transfer/ holds both): reported, the sweep not
     assert cli([str(tmp_path)]) == 0
     assert "the sweeps in" in capsys.readouterr().out and list(pd.read_csv(tmp_path / "report.csv")["job"]) == [
