@@ -681,6 +681,10 @@ def _no_effect(c: _Check, net: Any) -> None:
         why["optimizer.history_size"] = why["optimizer.line_search"] = "an L-BFGS setting, unused by Adam"
     if c.get("precision") == "tf32" and resolve_device(c.get("device")).type == "cpu":
         why["precision"] = "tf32 changes CUDA's matrix products and convolutions only; on the CPU it is fp32"
+    if not as_tuple(c.get("style_layers")):  # a content reconstruction, a layer scan (trial F)
+        why["beta"] = why["ratio"] = why["style_loss"] = "no style layers to weigh"
+    if not as_tuple(c.get("content_layers")) and c.get("ratio") is None:  # with a ratio, alpha sets beta
+        why["alpha"] = "no content layers to weigh"
     if c.get("multiscale"):  # trial F: a report's `size` then showed 32 for a 48 px result
         why["size"] = why["steps"] = "multiscale sets every scale's size and iterations"
     if net is not None and not any(isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for m in net.modules()):

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -110,8 +111,9 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
             ok = job is not None and job["status"] == "ok" and job["result"]
             _show(ax, sweep_dir / job["result"] if ok else None,
                   failed=None if job is None else f"{job['status']}: {job.get('error') or ''}")
-            if i == 0:
-                ax.set_title(_value_label(cols_key, c), fontsize=9)
+            if i == 0:  # a layer set by its layers' names, as the rows and the strip (it was "0,2")
+                ax.set_title(_layers_label(match.iloc[0], cols_key).replace("\n", ", ") if job is not None and
+                             cols_key.endswith("_layers") else _value_label(cols_key, c), fontsize=9)
             if j == 0:
                 ax.set_ylabel(_layers_label(match.iloc[0], rows_key) if job is not None and rows_key.endswith(
                     "_layers") else _value_label(rows_key, r).split(" = ", 1)[1], fontsize=7)  # null: "null"
@@ -165,7 +167,8 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
         h = pd.read_csv(path)
         # the swept values: the job's directory name also repeats a preset's every key (experiment=paper_fig3,
         # size=..., steps=...), which made the legend 3304 px wide and squeezed the plots
-        label = ", ".join(_value_label(k, job[k]).replace(" = ", "=") for k in swept) or job["job"]
+        label = ", ".join(f"{LABELS.get(k, k)}={_layers_label(job, k)}".replace("\n", ", ") if k.endswith("_layers")
+                          else _value_label(k, job[k]).replace(" = ", "=") for k in swept) or job["job"]  # names
         end = {}
         if job.get("status") != "ok":  # its curve up to where it failed or was stopped, that point marked
             label, end = f"{label} ({job.get('status')})", {"marker": "x", "markevery": [-1]}
@@ -174,8 +177,14 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
                 ax.plot(h["iteration"], h[col], lw=1, label=label, **line_style(drawn), **end)
         drawn += 1
     for ax, col in zip(axs, ("total", "content", "style")):
-        ax.set(title=f"{col} loss", xlabel="iteration", yscale="log")
-        ax.grid(alpha=0.3)
+        ax.set(title=f"{col} loss", xlabel="iteration")
+        if ax.lines:
+            ax.set_yscale("log")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations: no tick at 0.5 for a short run
+            ax.grid(alpha=0.3)
+        else:  # a content reconstruction's style panel was an empty frame (trial F)
+            ax.text(0.5, 0.5, f"no {col} term", ha="center", va="center", transform=ax.transAxes, color="0.5")
+            ax.set(xticks=[], yticks=[])
     handles, labels = axs[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=6,

@@ -496,6 +496,8 @@ def test_careless_values_are_refused_in_one_line(compose, files, overrides, expe
     (["precision=tf32", "device=cpu"], "precision"),
     (["backbone=efficientnet_lite0", "pooling=avg"], "pooling"),
     (["multiscale=[[24,2],[32,2]]", "size=48"], "size"),  # the report showed 48 for a 32 px result
+    (["style_layers=[]", "beta=1e5"], "beta"),  # a content reconstruction
+    (["content_layers=[]", "alpha=5"], "alpha"),  # a style reconstruction (with a ratio, alpha sets beta)
     (["seed=3", "noise_std=0.5", "optimizer.history_size=5", "precision=bf16", "pooling=avg"], None)])
 def test_a_typed_key_without_effect_is_warned_of(compose, caplog, monkeypatch, overrides, key):
     """A sweep over a key the job does not use (seeds of a content start, Adam's history) gave identical cells."""
