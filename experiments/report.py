@@ -63,7 +63,7 @@ def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | No
     if jobs is None and sweep_dir.is_dir() and not report.job_dirs(sweep_dir) and \
             ((sweep_dir / ".hydra").is_dir() or (sweep_dir / "metrics.json").is_file()):
         raise ValueError(f"{str(sweep_dir)!r} is one job's directory; report the sweep (or folder of runs) it "
-                         f"belongs to: python -m experiments.report {sweep_dir.parent}")
+                         f"belongs to: python -m experiments.report {sweep_dir.absolute().parent}")
     if inner and not report.job_dirs(sweep_dir):
         raise ValueError(f"{str(sweep_dir)!r} holds sweeps, not jobs ({', '.join(inner[:3])}"
                          f"{', ...' if len(inner) > 3 else ''}); report each: python -m experiments.report "

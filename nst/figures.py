@@ -111,15 +111,22 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
             ok = job is not None and job["status"] == "ok" and job["result"]
             _show(ax, sweep_dir / job["result"] if ok else None,
                   failed=None if job is None else f"{job['status']}: {job.get('error') or ''}")
-            if i == 0:  # a layer set by its layers' names, as the rows and the strip (it was "0,2")
-                ax.set_title(_layers_label(match.iloc[0], cols_key).replace("\n", ", ") if job is not None and
-                             cols_key.endswith("_layers") else _value_label(cols_key, c), fontsize=9)
+            if i == 0:
+                ax.set_title(_column_title(df, cols_key, c), fontsize=9)
             if j == 0:
                 ax.set_ylabel(_layers_label(match.iloc[0], rows_key) if job is not None and rows_key.endswith(
                     "_layers") else _value_label(rows_key, r).split(" = ", 1)[1], fontsize=7)  # null: "null"
     right.suptitle(f"rows: {LABELS.get(rows_key, rows_key)}, columns: {LABELS.get(cols_key, cols_key)}"
                    + (f"; {held}" if held else ""), fontsize=10)
     return _save(fig, sweep_dir / "grid")
+
+
+def _column_title(df: pd.DataFrame, key: str, value: object) -> str:
+    """A grid column's title: a layer set by its layers' names, as the rows and the strip show it (it was "0,2"),
+    where every job of the column names them alike (rows of tap=relu,conv read one index as two layers)."""
+    names = df.loc[_is(df[key], value), NAMES_COLUMNS[key]].dropna().unique() if key in NAMES_COLUMNS else []
+    return _layers_label(pd.Series({key: value, NAMES_COLUMNS[key]: names[0]}), key) if len(names) == 1 else \
+        _value_label(key, value)
 
 
 def _is(column: pd.Series, value: object) -> pd.Series:
@@ -183,7 +190,8 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations: no tick at 0.5 for a short run
             ax.grid(alpha=0.3)
         else:  # a content reconstruction's style panel was an empty frame (trial F)
-            ax.text(0.5, 0.5, f"no {col} term", ha="center", va="center", transform=ax.transAxes, color="0.5")
+            why = f"no {col} term" if any(a.lines for a in axs) else "no job left a history.csv"
+            ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="0.5")
             ax.set(xticks=[], yticks=[])
     handles, labels = axs[0].get_legend_handles_labels()
     if handles:

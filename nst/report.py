@@ -167,9 +167,14 @@ def swept_keys(dirs: list[Path], launched: dict[str, list[str]] | None = None) -
     return multi or [k for k in seen if k not in sweep.NOT_AXES]
 
 
+UNKNOWN_CONFIG = ("missing", "unfinished", "unreadable")  # job_row's statuses of a job without a config record
+
+
 def axes(df: pd.DataFrame) -> tuple[str | None, str | None]:
     """(row key, column key) for grids and pivots: columns a numeric weight axis, rows the other swept key."""
-    swept = [k for k in df.attrs.get("swept", []) if k in df and df[k].nunique(dropna=False) > 1]  # tap=null,relu
+    known = df[~df["status"].isin(UNKNOWN_CONFIG)] if "status" in df else df  # their nulls mean "not known"
+    swept = [k for k in df.attrs.get("swept", [])  # a null is a value (tap=null,relu) where a job's config says so
+             if k in df and df[k].nunique() + bool(known[k].isna().any()) > 1]
     cols = next((k for k in NUMERIC_AXES if k in swept), swept[-1] if len(swept) > 1 else None)
     rows = next((k for k in swept if k != cols), None)
     return rows, cols

@@ -69,8 +69,8 @@ def test_grid_multirun_report_and_figure(tmp_path):
     assert len(report) == 25 and set(report["status"]) == {"ok"}
     assert sorted(report["beta"].unique()) == [1e2, 1e3, 1e4, 1e5, 1e6]
     assert set(report["style_layers"]) == {"0", "0,1", "0,1,2", "0,1,2,3", "0,1,2,3,4"}
-    for col in ("content_loss", "style_loss", "total_loss", "style/conv1_1", "steps", "evaluations", "seconds",
-                "seconds_per_iteration", "device", "result", "content_layers", "alpha"):
+    for col in ("content_loss", "style_loss", "total_loss", "style/conv1_1", "iterations", "evaluations", "seconds",
+                "seconds_per_iteration", "device_used", "result", "content_layers", "alpha"):
         assert col in report, col
     assert pd.read_csv(sweep / "pivot_style_loss.csv", index_col=0).shape == (5, 5)
     assert (sweep / "grid.png").is_file() and (sweep / "grid.pdf").is_file() and (sweep / "losses.png").is_file()

@@ -236,3 +236,18 @@ def test_an_axis_with_nulls_orders_them_and_keeps_them():
     table = report.pivots(sweep)["content_loss"]
     assert list(table.index) == ["null", "luminance"] and list(table.columns) == [1e3, 1e4]
     assert table.loc["null", 1e4] == 4.0 and table.loc["luminance", 1e3] == 1.0
+    # a killed run's unknown config is no null value: beta is no axis of these runs (seed is)
+    runs = pd.DataFrame({"beta": [1e3, 1e3, None], "seed": [0.0, 1.0, 1.0], "status": ["ok", "ok", "unfinished"]})
+    runs.attrs["swept"] = ["beta", "seed"]
+    assert report.axes(runs) == ("seed", None)
+
+
+def test_a_grid_column_names_its_layers_where_every_row_reads_them_alike():
+    """A layer set's column title: its layers' names (it was "0,2"), unless rows read one index as two layers."""
+    from nst.figures import _column_title
+
+    df = pd.DataFrame({"tap": ["relu", "conv"], "style_layers": ["0,2", "0,2"],
+                       "style_layer_names": ["relu1_1,relu2_1", "conv1_1,conv2_1"]})
+    assert _column_title(df[:1], "style_layers", "0,2") == "relu1_1, relu2_1"
+    assert _column_title(df, "style_layers", "0,2") == "style layers = 0,2"
+    assert _column_title(df.assign(beta=[1e3, 1e3]), "beta", 1e3) == "β = 1e+03"
