@@ -7,7 +7,8 @@ import pytest
 from tests.conftest import run_cli
 
 GRID = ["size=32", "steps=3", "progress=false", "threads=1", "style_layers=[0],[0,1]", "beta=1e3,1e5"]
-SAME = ["job", "beta", "style_layers", "content_loss", "style_loss", "total_loss", "iterations", "evaluations", "status"]
+SAME = ["job", "beta", "style_layers", "content_loss", "style_loss", "total_loss", "iterations", "evaluations",
+        "status"]
 
 
 @pytest.fixture(scope="module")
