@@ -58,13 +58,14 @@ def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | No
     that this one does not draw (a grid, after a re-run of one row) is removed, as report.write does its pivots."""
     sweep_dir = Path(sweep_dir)
     jobs, started = (None, None) if every_job else invocation(sweep_dir, config)
+    listed = jobs is None and sweep_dir.is_dir()
     inner = sorted(d.name for d in sweep_dir.iterdir() if (d / MULTIRUN_FILE).is_file()) \
-        if jobs is None and sweep_dir.is_dir() else []  # sweeps inside: a folder such as outputs/transfer/
-    if jobs is None and sweep_dir.is_dir() and not report.job_dirs(sweep_dir) and \
-            ((sweep_dir / ".hydra").is_dir() or (sweep_dir / "metrics.json").is_file()):
+        if listed else []  # sweeps inside: a folder such as outputs/transfer/
+    found = report.job_dirs(sweep_dir) if listed else []
+    if listed and not found and ((sweep_dir / ".hydra").is_dir() or (sweep_dir / "metrics.json").is_file()):
         raise ValueError(f"{str(sweep_dir)!r} is one job's directory; report the sweep (or folder of runs) it "
                          f"belongs to: python -m experiments.report {sweep_dir.absolute().parent}")
-    if inner and not report.job_dirs(sweep_dir):
+    if inner and not found:
         raise ValueError(f"{str(sweep_dir)!r} holds sweeps, not jobs ({', '.join(inner[:3])}"
                          f"{', ...' if len(inner) > 3 else ''}); report each: python -m experiments.report "
                          f"{sweep_dir / inner[0]}")

@@ -255,6 +255,11 @@ def fitting(models: Sequence[StyleTransfer], size: tuple[int, int], history: int
     return fit
 
 
+def finite(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A job's history rows with a finite total loss (a failed or interrupted job's record keeps these)."""
+    return [r for r in rows if math.isfinite(r.get("total_loss", math.nan))]
+
+
 def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: Any, images: Any,
               size: tuple[int, int], device: torch.device, start: float) -> list[JobResult | BaseException]:
     """One batch of run_group's jobs, their models built: minimize, then each job's result or its error."""
@@ -281,8 +286,7 @@ def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: A
         out: list[JobResult | BaseException] = []
         for j, (spec, model) in enumerate(zip(specs, models)):
             if result.status[j] == "failed":  # with what it had done, for its record (nst.metrics.note)
-                rows = [r for r in history[j] if math.isfinite(r.get("total_loss", math.nan))]
-                out.append(note(NonFiniteLoss(result.reason[j]), history=rows, steps=result.iterations[j],
+                out.append(note(NonFiniteLoss(result.reason[j]), history=finite(history[j]), steps=result.iterations[j],
                                 evaluations=result.evaluations[j], seconds=seconds,
                                 peak_memory_mb=memory.peak_mb_or_none(device), device=str(device)))
                 continue
@@ -300,7 +304,7 @@ def _optimise(specs: Sequence[JobSpec], models: Sequence[StyleTransfer], prep: A
     except KeyboardInterrupt as e:  # what each job had done, for its interrupt record (keyed by its spec)
         ran = {"seconds": time.perf_counter() - t0, "peak_memory_mb": memory.peak_mb_or_none(device),
                "device": str(device)}
-        e.progress = {id(spec): {"history": [r for r in rows if math.isfinite(r.get("total_loss", math.nan))],
+        e.progress = {id(spec): {"history": finite(rows),
                                  "steps": rows[-1]["iteration"] if rows else 0,
                                  "evaluations": rows[-1]["evaluations"] if rows else 0, **ran}
                       for spec, rows in zip(specs, history)}

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from nst.report import axes, held_text, in_order, order, plane  # noqa: E402
+from nst.report import axes, axis_values, held_text, order, plane  # noqa: E402
 from nst.sweep import NAMES_COLUMNS  # noqa: E402
 
 LABELS = {"beta": "β", "alpha": "α", "ratio": "α/β", "style_layers": "style layers", "content_layers": "content layers",
@@ -21,22 +21,29 @@ LABELS = {"beta": "β", "alpha": "α", "ratio": "α/β", "style_layers": "style 
 CELL = 1.9  # inches per image column
 
 
-def _value_label(key: str, value) -> str:
+def _value_text(value) -> str:
+    """An axis value as labels show it: "null", "1e+03" where exact, else four digits."""
     if value is None or isinstance(value, float) and math.isnan(value):
-        value = "null"  # an unset option (e.g. preserve_color) reads back from the CSV as NaN
-    elif isinstance(value, float) and value and (abs(value) >= 1e3 or abs(value) < 1e-2):
+        return "null"  # an unset option (e.g. preserve_color) reads back from the CSV as NaN
+    if isinstance(value, float) and value and (abs(value) >= 1e3 or abs(value) < 1e-2):
         short = f"{value:.0e}"  # 1e+03, as the directory names; four digits where that is not the value (it made
-        value = short if float(short) == value else f"{value:.4g}"  # 1000 and 1250 both "1e+03")
-    elif isinstance(value, float):
-        value = f"{value:.4g}"
-    return f"{LABELS.get(key, key)} = {value}"
+        return short if float(short) == value else f"{value:.4g}"  # 1000 and 1250 both "1e+03")
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _value_label(key: str, value) -> str:
+    return f"{LABELS.get(key, key)} = {_value_text(value)}"
+
+
+def _names_text(names: str) -> str:
+    """Layer names "a,b,c" two to a line: "a, b\nc"."""
+    parts = names.split(",")
+    return "\n".join(", ".join(parts[i:i + 2]) for i in range(0, len(parts), 2))
 
 
 def _layers_label(row: pd.Series, key: str) -> str:
     names = row.get(NAMES_COLUMNS.get(key, ""))
-    names = names if isinstance(names, str) and names else str(row[key])
-    parts = names.split(",")
-    return "\n".join(", ".join(parts[i:i + 2]) for i in range(0, len(parts), 2))
+    return _names_text(names if isinstance(names, str) and names else str(row[key]))
 
 
 def _metrics_label(job: pd.Series) -> str:
@@ -91,8 +98,7 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
         raise ValueError(f"a grid needs two swept keys; this sweep varies {df.attrs.get('swept')}")
     held = held_text(df)  # a third swept key at its first value, said in the title (and the report's summary)
     df = plane(df)
-    rows = in_order(df[rows_key].unique())
-    cols = in_order(df[cols_key].unique())
+    rows, cols = axis_values(df, rows_key), axis_values(df, cols_key)
     aspect = _aspect(df, sweep_dir)
     fig = plt.figure(figsize=(CELL * (len(cols) + 1.3), CELL * aspect * len(rows) + 0.6), layout="constrained")
     left, right = fig.subfigures(1, 2, width_ratios=[1, len(cols)])
@@ -115,7 +121,7 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
                 ax.set_title(_column_title(df, cols_key, c), fontsize=9)
             if j == 0:
                 ax.set_ylabel(_layers_label(match.iloc[0], rows_key) if job is not None and rows_key.endswith(
-                    "_layers") else _value_label(rows_key, r).split(" = ", 1)[1], fontsize=7)  # null: "null"
+                    "_layers") else _value_text(r), fontsize=7)
     right.suptitle(f"rows: {LABELS.get(rows_key, rows_key)}, columns: {LABELS.get(cols_key, cols_key)}"
                    + (f"; {held}" if held else ""), fontsize=10)
     return _save(fig, sweep_dir / "grid")
@@ -125,8 +131,7 @@ def _column_title(df: pd.DataFrame, key: str, value: object) -> str:
     """A grid column's title: a layer set by its layers' names, as the rows and the strip show it (it was "0,2"),
     where every job of the column names them alike (rows of tap=relu,conv read one index as two layers)."""
     names = df.loc[_is(df[key], value), NAMES_COLUMNS[key]].dropna().unique() if key in NAMES_COLUMNS else []
-    return _layers_label(pd.Series({key: value, NAMES_COLUMNS[key]: names[0]}), key) if len(names) == 1 else \
-        _value_label(key, value)
+    return _names_text(names[0]) if len(names) == 1 else _value_label(key, value)
 
 
 def _is(column: pd.Series, value: object) -> pd.Series:
@@ -174,8 +179,8 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
         h = pd.read_csv(path)
         # the swept values: the job's directory name also repeats a preset's every key (experiment=paper_fig3,
         # size=..., steps=...), which made the legend 3304 px wide and squeezed the plots
-        label = ", ".join(f"{LABELS.get(k, k)}={_layers_label(job, k)}".replace("\n", ", ") if k.endswith("_layers")
-                          else _value_label(k, job[k]).replace(" = ", "=") for k in swept) or job["job"]  # names
+        label = ", ".join(f"{LABELS.get(k, k)}=" + (_layers_label(job, k).replace("\n", ", ") if k.endswith("_layers")
+                                                     else _value_text(job[k])) for k in swept) or job["job"]
         end = {}
         if job.get("status") != "ok":  # its curve up to where it failed or was stopped, that point marked
             label, end = f"{label} ({job.get('status')})", {"marker": "x", "markevery": [-1]}

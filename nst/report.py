@@ -170,11 +170,16 @@ def swept_keys(dirs: list[Path], launched: dict[str, list[str]] | None = None) -
 UNKNOWN_CONFIG = ("missing", "unfinished", "unreadable")  # job_row's statuses of a job without a config record
 
 
+def axis_values(df: pd.DataFrame, key: str) -> list:
+    """A key's distinct values in axis order (in_order); a null (tap=null,relu) only where a job's config says so:
+    in a killed run's row (UNKNOWN_CONFIG) it means "not known", and made a null axis value of its own."""
+    known = df[~df["status"].isin(UNKNOWN_CONFIG)] if "status" in df else df
+    return in_order(pd.concat([df[key].dropna(), known[key][known[key].isna()]]))
+
+
 def axes(df: pd.DataFrame) -> tuple[str | None, str | None]:
     """(row key, column key) for grids and pivots: columns a numeric weight axis, rows the other swept key."""
-    known = df[~df["status"].isin(UNKNOWN_CONFIG)] if "status" in df else df  # their nulls mean "not known"
-    swept = [k for k in df.attrs.get("swept", [])  # a null is a value (tap=null,relu) where a job's config says so
-             if k in df and df[k].nunique() + bool(known[k].isna().any()) > 1]
+    swept = [k for k in df.attrs.get("swept", []) if k in df and len(axis_values(df, k)) > 1]
     cols = next((k for k in NUMERIC_AXES if k in swept), swept[-1] if len(swept) > 1 else None)
     rows = next((k for k in swept if k != cols), None)
     return rows, cols
@@ -183,9 +188,8 @@ def axes(df: pd.DataFrame) -> tuple[str | None, str | None]:
 def held(df: pd.DataFrame) -> dict[str, object]:
     """Swept keys beyond the two axes, each with the value the pivots and the grid hold it at: its first."""
     rows, cols = axes(df)
-    more = [k for k in df.attrs.get("swept", []) if k in df and k not in (rows, cols)
-            and df[k].nunique(dropna=False) > 1]  # null counts: tap=null,relu is two values
-    return {k: in_order(df[k].unique())[0] for k in more}
+    values = {k: axis_values(df, k) for k in df.attrs.get("swept", []) if k in df and k not in (rows, cols)}
+    return {k: v[0] for k, v in values.items() if len(v) > 1}
 
 
 def held_text(df: pd.DataFrame) -> str:
@@ -209,7 +213,7 @@ def pivots(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     if rows is None or cols is None:
         return {}
     df = plane(df).copy()
-    row_order, col_order = ([NULL if v is None else v for v in in_order(df[k].unique())] for k in (rows, cols))
+    row_order, col_order = ([NULL if v is None else v for v in axis_values(df, k)] for k in (rows, cols))
     for key in (rows, cols):  # a null value (preserve_color=null, the baseline) is a row or column, "null"
         df[key] = df[key].astype(object).where(df[key].notna(), NULL)
     return {metric: df.pivot_table(index=rows, columns=cols, values=metric, aggfunc="first",
