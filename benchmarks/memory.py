@@ -42,7 +42,7 @@ def measure(job: list[str], size: int, precision: str, steps: int, device: str, 
 
 def estimate(metrics: dict, steps: int) -> float:
     """nst.memory.estimate_mb for the job that wrote `metrics`."""
-    from experiments.validate import structure
+    from nst.preflight import structure
     from nst.memory import job_estimate_mb
 
     cfg = metrics["config"]

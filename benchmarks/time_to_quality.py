@@ -17,7 +17,8 @@ import pandas as pd
 from hydra import compose, initialize_config_module
 from machine import describe
 
-from experiments.job import run_job
+from experiments.config import resolved
+from nst.job import run_job
 from nst.fetch import default_images_root
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ PAPER = ["content_layers=[relu4_2]", "style_layers=[relu1_1,relu2_1,relu3_1,relu
 def history(overrides: list[str]) -> pd.DataFrame:
     """Run one job with the overrides; its history.csv."""
     with initialize_config_module("conf", version_base="1.3"), tempfile.TemporaryDirectory() as tmp:
-        run_job(compose("config", overrides=PAPER + overrides), tmp)
+        run_job(resolved(compose("config", overrides=PAPER + overrides)), tmp)
         return pd.read_csv(Path(tmp) / "history.csv")
 
 

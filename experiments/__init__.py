@@ -1,2 +1,2 @@
-"""Thin Hydra apps around the nst library; importing the package registers our config resolvers."""
-from experiments import resolvers as _resolvers  # noqa: F401
+"""Thin Hydra apps around the nst library; importing the package registers the config schema and resolvers."""
+from experiments import config as _config  # noqa: F401

@@ -7,7 +7,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.app import SESSION, check_sweep
+from experiments.app import SESSION
+from experiments.sweeps import check_sweep
 
 log = logging.getLogger("nst")
 

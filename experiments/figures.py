@@ -1,7 +1,7 @@
-"""`python -m experiments.figures SWEEP_DIR`: rebuild report.csv and the figures (grid/strip, losses)."""
+"""`python -m experiments.figures SWEEP_DIR [--all]`: rebuild report.csv and the figures (grid/strip, losses)."""
 import sys
 
 from experiments.report import cli
 
 if __name__ == "__main__":
-    sys.exit(cli(draw=True))
+    sys.exit(cli(draw=True, description=__doc__))

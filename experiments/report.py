@@ -7,49 +7,10 @@ from pathlib import Path
 from typing import NoReturn
 
 import pandas as pd
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from nst import figures, report, sweep
-
-MULTIRUN_FILE = "multirun.yaml"  # written by Hydra into the sweep directory when a multirun starts
-
-
-def invocation(sweep_dir: str | Path,
-               config: DictConfig | None = None) -> tuple[dict[str, list[str]] | None, float | None]:
-    """{job directory name: overrides} of the sweep launched with `config` (default: the sweep directory's last
-    multirun.yaml) and when it started; (None, None) when unknown, e.g. for a directory not made by Hydra.
-    The names are as conf/config.yaml's `hydra.sweep.subdir` makes them (nst/sweep.py)."""
-    path = Path(sweep_dir) / MULTIRUN_FILE
-    if config is None:
-        if not path.is_file():
-            return None, None
-        try:
-            config = OmegaConf.load(path)
-            jobs = expand(config)
-        except Exception as e:  # cut short or edited by hand: it names the jobs to report, so say which file
-            why = str(e).splitlines()[0] if str(e) else ""
-            raise ValueError(f"{path} cannot be read ({type(e).__name__}: {why}); --all reports every job "
-                             "directory without it") from None
-    else:
-        jobs = expand(config)
-    started = path.stat().st_mtime if path.is_file() else None
-    return {sweep.dirname(job): job for job in jobs}, started
-
-
-def expand(config: DictConfig) -> list[list[str]]:
-    """Each job's overrides, as Hydra's basic sweeper expands the sweep (sweeper params, then the command line)."""
-    params = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
-    hydra = GlobalHydra.instance()  # in a running app: its config loader, which glob() sweeps of a group need
-    loader = hydra.config_loader() if hydra.is_initialized() else None
-    # the command line as typed, as Hydra's sweeper reads it (`content=${images_root}/x.jpg` is not resolved: the
-    # job's directory is named from that text); the sweeper params resolved, as it reads them
-    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
-    parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + list(task))
-    return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-
+from experiments.sweeps import MULTIRUN_FILE, invocation
+from nst import figures, jobdir, report
 
 def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | None = None,
             every_job: bool = False) -> str:
@@ -92,12 +53,10 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; usage: {usage}\n")
 
 
-def cli(argv: list[str] | None = None, *, draw: bool = False) -> int:
+def cli(argv: list[str] | None = None, *, draw: bool = False, description: str | None = None) -> int:
     """Command line: one sweep directory in, files and a summary out; one-line errors."""
-    from experiments import figures as figures_app
-
     parser = OneLineParser(prog=f"python -m experiments.{'figures' if draw else 'report'}",
-                           description=figures_app.__doc__ if draw else __doc__)
+                           description=description or __doc__)
     parser.add_argument("sweep_dir", help="a multirun directory, e.g. outputs/grid/2026-01-01_12-00-00")
     parser.add_argument("--all", action="store_true", dest="every_job",
                         help="every job directory in it, not only those of its last sweep (multirun.yaml): e.g. "
@@ -110,10 +69,8 @@ def cli(argv: list[str] | None = None, *, draw: bool = False) -> int:
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # a bug: one line, as experiments.app gives it
-        from experiments.app import describe_job_error
-
-        print(f"error: {describe_job_error(e)}", file=sys.stderr)
+    except Exception as e:  # a bug: one line, as the apps give it
+        print(f"error: {jobdir.describe(e)}", file=sys.stderr)
         return 1
     bad = int((status != "ok").sum())
     if bad:  # as the sweep's own command: a report of failed, missing or interrupted jobs is not a success

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from nst import efficientnet
-from nst.vgg import NORMALIZED, ORIGINAL, TORCHVISION, Preprocess, vgg19
+from nst.vgg import CAFFE, NORMALIZED, ORIGINAL, TORCHVISION, Preprocess, vgg19, vgg19_features
 
+POOLINGS = ("max", "avg")  # `pooling`: the nets' own max pooling, or the paper's average pooling
 RANDOM = "random"  # seeded random weights: for tests and for untrained-network baselines
 PRETRAINED = efficientnet.PRETRAINED  # the weights an installed package ships for its architecture
 OWN = {efficientnet.ARCH: PRETRAINED}  # architectures of ours (not torchvision's) -> the weights they ship
@@ -39,8 +40,8 @@ def weights_file(arch: str, weights: str) -> Path | None:
 
 def set_pooling(cnn: nn.Module, pooling: str) -> nn.Module:
     """Replace every MaxPool2d by an AvgPool2d of the same geometry when pooling is "avg" (in place)."""
-    if pooling not in ("max", "avg"):
-        raise ValueError(f"pooling {pooling!r} is not one of ['avg', 'max']")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling {pooling!r} is not one of {list(POOLINGS)}")
     for name, child in cnn.named_children():
         if pooling == "avg" and isinstance(child, nn.MaxPool2d):
             setattr(cnn, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding, child.ceil_mode))
@@ -86,9 +87,16 @@ def head_keys(net: nn.Module) -> set[str]:
             for key in child.state_dict()}
 
 
-def backbone(arch: str = "vgg19", weights: str = ORIGINAL, *, pooling: str = "max") -> tuple[nn.Module, Preprocess]:
+def backbone(arch: str = "vgg19", weights: str = ORIGINAL, *, pooling: str = "max",
+             meta: bool = False) -> tuple[nn.Module, Preprocess]:
     """A frozen CNN and its preprocessing. vgg19 + "original" (the default) or "normalized" is the paper's network;
-    efficientnet_lite0 takes "pretrained" or "random" (its trunk has no pooling layer: `pooling` changes nothing)."""
+    efficientnet_lite0 takes "pretrained" or "random" (its trunk has no pooling layer: `pooling` changes nothing).
+    meta: the same network on the meta device, its weights not read (shapes only: nst/preflight.py)."""
+    if meta:
+        with torch.device("meta"):
+            if arch == "vgg19" and weights != RANDOM:  # vgg19() without its weights file
+                return vgg19_features(pooling=pooling), CAFFE if weights in (ORIGINAL, NORMALIZED) else TORCHVISION
+            return backbone(arch, RANDOM, pooling=pooling)
     if arch == "vgg19" and weights != RANDOM:
         return vgg19(weights, pooling=pooling)
     if arch == efficientnet.ARCH:

@@ -119,8 +119,9 @@ class GroupLoss:
         self.own = [m.targets.encoder for m in models]  # each job's network, cut at its own deepest layer
         self.content_weights = table([_weigh(use, [1.0] * len(use), len(self.content)) for use in content_use])
         self.style_weights = table([_weigh(use, m.weights, len(self.style)) for m, use in zip(models, style_use)])
-        self.alpha, self.beta, self.tv = (table([[getattr(m, k) for m in models]])[0]
-                                          for k in ("alpha", "beta", "tv_weight"))
+        self.alpha = table([[m.alpha for m in models]])[0]
+        self.beta = table([[m.beta for m in models]])[0]
+        self.tv = table([[m.tv_weight for m in models]])[0]
         # each job's row of terms, in engine.term_row's order, as columns of [total, content, style, tv,
         # content columns, style columns, NaN]; shorter rows are padded with the NaN column
         n_c, n_s = len(self.content), len(self.style)

@@ -1,4 +1,8 @@
-"""The optimisation loop: image pixels optimised by L-BFGS (or Adam); progress reported through a callback."""
+"""The optimisation loop: image pixels optimised by L-BFGS (or Adam); each iteration reported through a callback.
+
+The loop keeps no history and writes no record: its caller collects the iterations it is handed (`Trace`), and
+an error raised here says how far the loop got (`iterations`, `evaluations`, `seconds` on Interrupted and
+NonFiniteLoss)."""
 from __future__ import annotations
 
 import math
@@ -9,10 +13,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nst.metrics import note
 from nst.transfer import Terms
 
 OPTIMIZERS = ("lbfgs", "adam")
+LINE_SEARCHES = ("strong_wolfe", None)  # L-BFGS's: torch's strong-Wolfe search, or plain lr-sized steps
 EVALUATIONS_PER_ITERATION = 10  # L-BFGS max_eval = 10 x steps (torch's default: 1.25 x max_iter)
 
 # The loss L-BFGS sees is L / c with c = loss_scale(|g_0|_2), g_0 the first gradient.
@@ -30,15 +34,19 @@ GRADIENT_CAP = 1e6
 
 
 class NonFiniteLoss(ArithmeticError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; `iterations`, `evaluations`, `seconds`: how far the loop got."""
+
+    iterations: int | None = None
+    evaluations: int | None = None
+    seconds: float | None = None
 
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (a KeyboardInterrupt) during optimise(); `iterations`: updates applied to the image by then."""
 
-    def __init__(self, iterations: int):
+    def __init__(self, iterations: int, evaluations: int | None = None, seconds: float | None = None):
         super().__init__(f"interrupted after {iterations} iterations")
-        self.iterations = iterations
+        self.iterations, self.evaluations, self.seconds = iterations, evaluations, seconds
 
 
 @dataclass
@@ -64,8 +72,18 @@ class Result:
     iterations: int
     evaluations: int
     seconds: float
-    history: list[Progress] = field(default_factory=list)
     stop_reason: str | None = None
+
+
+class Trace(list):
+    """The iterations a callback is handed, in order, as a job's history: a later row of one iteration replaces
+    the earlier (the result's row replaces the last iteration's when that iteration applied no update)."""
+
+    def __call__(self, p: Progress) -> None:
+        if self and self[-1].iteration == p.iteration:
+            self[-1] = p
+        else:
+            self.append(p)
 
 
 def term_names(terms: Terms) -> list[str]:
@@ -156,42 +174,32 @@ def lbfgs_stop(state: dict, *, steps: int, max_eval: int, gradient_is_zero: bool
 
 
 class History:
-    """History rows and the callback: row k is the last evaluation made during iteration k."""
+    """Hands each iteration to the callback: row k is the last evaluation made during iteration k."""
 
     def __init__(self, callback: Callable[[Progress], None] | None):
-        self.rows: list[Progress] = []
         self.pending: Progress | None = None
-        self.callback = callback
-
-    def emit(self, p: Progress) -> None:
-        """Append a finished row and hand it to the callback."""
-        self.rows.append(p)
-        if self.callback is not None:
-            self.callback(p)
+        self.callback = callback if callback is not None else (lambda p: None)
 
     def record(self, p: Progress) -> None:
         """An evaluation: it replaces the pending row of its iteration; one of a later iteration emits that row."""
         if self.pending is not None and self.pending.iteration != p.iteration:
-            self.emit(self.pending)
+            self.callback(self.pending)
         self.pending = p
 
     def flush(self) -> None:
         """Emit the pending row now (Adam: one evaluation per iteration, so it is final)."""
         if self.pending is not None:
-            self.emit(self.pending)
+            self.callback(self.pending)
             self.pending = None
 
-    def finish(self, p: Progress) -> list[Progress]:
+    def finish(self, p: Progress) -> None:
         """The result's row ends the history, in place of any row of its iteration (emitted already when the last
-        iteration applied no update: the callback then sees that iteration twice); evaluations of later iterations
-        (those that applied no update) are dropped."""
+        iteration applied no update: the callback then sees that iteration twice, as `Trace` expects); evaluations
+        of later iterations (those that applied no update) are dropped."""
         if self.pending is not None and self.pending.iteration < p.iteration:
-            self.emit(self.pending)
+            self.callback(self.pending)
         self.pending = None
-        if self.rows and self.rows[-1].iteration == p.iteration:
-            self.rows.pop()
-        self.emit(p)
-        return self.rows
+        self.callback(p)
 
 
 def optimise(model: Callable[[torch.Tensor], Terms], init: torch.Tensor, *, steps: int, optimizer: str = "lbfgs",
@@ -199,9 +207,9 @@ def optimise(model: Callable[[torch.Tensor], Terms], init: torch.Tensor, *, step
              autocast: torch.dtype | None = None, callback: Callable[[Progress], None] | None = None) -> Result:
     """Minimise model(image).total over the image's pixels for `steps` iterations, starting from `init`.
 
-    History row k holds the last evaluation made during iteration k (row 0: the start; the last row: the result).
-    Raises NonFiniteLoss on a NaN/inf loss (L-BFGS: at that evaluation; Adam: at the end of that iteration) and
-    Interrupted on a KeyboardInterrupt (from Ctrl-C or the callback).
+    `callback` gets row k, the last evaluation made during iteration k (row 0: the start; the last row: the
+    result). Raises NonFiniteLoss on a NaN/inf loss (L-BFGS: at that evaluation; Adam: at the end of that
+    iteration) and Interrupted on a KeyboardInterrupt (from Ctrl-C or the callback), each with how far it got.
 
     Host reads: the loss terms of an evaluation are stacked into one device tensor (term_row). L-BFGS must read each
     evaluation's loss anyway (torch's LBFGS calls float() on the closure's value), so the closure reads the whole row
@@ -210,8 +218,6 @@ def optimise(model: Callable[[torch.Tensor], Terms], init: torch.Tensor, *, step
     per iteration, after the update is queued (the NaN guard). The first evaluation also reads |g_0|_2 (loss_scale)
     in the same transfer.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps {steps!r} must be an integer >= 0")
     x = init.detach().clone().requires_grad_(True)
     max_eval = EVALUATIONS_PER_ITERATION * max(1, steps)
     opt = make_optimizer(optimizer, [x], steps=max(1, steps), lr=lr, history_size=history_size,
@@ -298,13 +304,12 @@ def optimise(model: Callable[[torch.Tensor], Terms], init: torch.Tensor, *, step
         final = numbers(terms)
         iterations = completed()
         check_finite(final["total_loss"], iterations)
-        rows_out = history.finish(Progress(iterations, evaluations, seconds, final))
-    except BaseException as e:  # what ran goes with the error into the job's record: the rows of the iterations
-        # completed (not the pending row, a line-search trial of the iteration in progress), the updates, the time
-        stopped = Interrupted(completed()) if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted) else e
-        note(stopped, history=list(history.rows), steps=completed(), evaluations=evaluations,
-             seconds=time.perf_counter() - start)
-        if stopped is e:
-            raise
-        raise stopped from e
-    return Result(x.detach(), final, iterations, evaluations, seconds, rows_out, stop[1] if stop else None)
+        history.finish(Progress(iterations, evaluations, seconds, final))
+    except BaseException as e:  # how far it got, for the job's record; the rows were handed to the callback
+        ran = {"evaluations": evaluations, "seconds": time.perf_counter() - start}
+        if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted):
+            raise Interrupted(completed(), **ran) from e
+        if isinstance(e, (Interrupted, NonFiniteLoss)):
+            e.iterations, e.evaluations, e.seconds = completed(), ran["evaluations"], ran["seconds"]
+        raise
+    return Result(x.detach(), final, iterations, evaluations, seconds, stop[1] if stop else None)

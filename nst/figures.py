@@ -13,11 +13,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from nst.config import LAYER_KEYS  # noqa: E402
+from nst.config import label as key_label  # noqa: E402
 from nst.report import axes, axis_values, held_text, order, plane  # noqa: E402
 from nst.sweep import NAMES_COLUMNS  # noqa: E402
 
-LABELS = {"beta": "β", "alpha": "α", "ratio": "α/β", "style_layers": "style layers", "content_layers": "content layers",
-          "style_loss_fn": "style loss"}  # not "loss": that is the normalisation convention's key
 CELL = 1.9  # inches per image column
 
 
@@ -32,7 +32,7 @@ def _value_text(value) -> str:
 
 
 def _value_label(key: str, value) -> str:
-    return f"{LABELS.get(key, key)} = {_value_text(value)}"
+    return f"{key_label(key)} = {_value_text(value)}"
 
 
 def _names_text(names: str) -> str:
@@ -120,9 +120,9 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
             if i == 0:
                 ax.set_title(_column_title(df, cols_key, c), fontsize=9)
             if j == 0:
-                ax.set_ylabel(_layers_label(match.iloc[0], rows_key) if job is not None and rows_key.endswith(
-                    "_layers") else _value_text(r), fontsize=7)
-    right.suptitle(f"rows: {LABELS.get(rows_key, rows_key)}, columns: {LABELS.get(cols_key, cols_key)}"
+                layers = job is not None and rows_key in LAYER_KEYS
+                ax.set_ylabel(_layers_label(match.iloc[0], rows_key) if layers else _value_text(r), fontsize=7)
+    right.suptitle(f"rows: {key_label(rows_key)}, columns: {key_label(cols_key)}"
                    + (f"; {held}" if held else ""), fontsize=10)
     return _save(fig, sweep_dir / "grid")
 
@@ -147,7 +147,7 @@ def strip(df: pd.DataFrame, sweep_dir: str | Path, key: str) -> list[Path]:
     fig, axs = plt.subplots(1, len(df), figsize=(CELL * len(df), CELL * aspect + 0.8), squeeze=False)
     for ax, (_, job) in zip(axs[0], df.iterrows()):
         ok = job["status"] == "ok" and job["result"]
-        label = _layers_label(job, key) if key.endswith("_layers") else _value_label(key, job[key])
+        label = _layers_label(job, key) if key in LAYER_KEYS else _value_label(key, job[key])
         if len(label) > 24:  # a long choice (painting = composition_vii_matched) would overlap its neighbours
             label = label.replace(" = ", " =\n", 1)
         if ok:
@@ -179,7 +179,7 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
         h = pd.read_csv(path)
         # the swept values: the job's directory name also repeats a preset's every key (experiment=paper_fig3,
         # size=..., steps=...), which made the legend 3304 px wide and squeezed the plots
-        label = ", ".join(f"{LABELS.get(k, k)}=" + (_layers_label(job, k).replace("\n", ", ") if k.endswith("_layers")
+        label = ", ".join(f"{key_label(k)}=" + (_layers_label(job, k).replace("\n", ", ") if k in LAYER_KEYS
                                                      else _value_text(job[k])) for k in swept) or job["job"]
         end = {}
         if job.get("status") != "ok":  # its curve up to where it failed or was stopped, that point marked

@@ -12,7 +12,6 @@ from torch import nn
 
 from nst.backbones import RANDOM, weights_file
 from nst.backbones import backbone as load_backbone
-from nst.color import MODES as COLOR_MODES
 from nst.color import luminance_only, match_colors
 from nst.images import fit_long_side, load_image, read_image
 from nst.losses import convention
@@ -42,8 +41,6 @@ def native_size(path: str) -> tuple[int, int]:
 
 def image_size(path: str, long_side: int) -> tuple[int, int]:
     """(width, height) of an image scaled to the given long side."""
-    if isinstance(long_side, bool) or not isinstance(long_side, int) or long_side < 1:
-        raise ValueError(f"size {long_side!r} must be a positive integer (pixels on the long side)")
     return fit_long_side(*native_size(str(path)), long_side)
 
 
@@ -51,8 +48,6 @@ def style_image_size(path: str, content_size: tuple[int, int], scale: float | No
     """The content's (width, height) when scale is None (the paper), else long side = scale x the content's."""
     if scale is None:
         return content_size
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 16:
-        raise ValueError(f"style_scale {scale!r} must be a number in (0, 16] or null (the content image's size)")
     return image_size(path, max(1, round(scale * max(content_size))))
 
 
@@ -64,8 +59,6 @@ def images(content: str, styles: tuple[str, ...], size: tuple[int, int], style_s
     s = tuple(cached_image(p, style_image_size(p, size, style_scale)) for p in styles)
     if preserve_color is None:
         return c, s
-    if preserve_color not in COLOR_MODES:
-        raise ValueError(f"preserve_color {preserve_color!r} is not one of {list(COLOR_MODES)} or null")
     if preserve_color == "histogram":
         return c, tuple(match_colors(x, c) for x in s)
     pairs = [luminance_only(c, x) for x in s]

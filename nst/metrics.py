@@ -30,13 +30,11 @@ from typing import Any
 import torch
 
 import nst
+from nst.config import NOT_IDENTITY, names_input_file
 from nst.files import write_text
 
 FILE = "metrics.json"
 OK = "ok"
-# Keys that are not part of a job's identity: left out of the resume comparison and of job directory names.
-# `threads` changes the rounding (README, its row in the config table), not the experiment.
-NOT_RESULT_KEYS = ("images_root", "progress", "threads", "max_pixels")
 
 
 @functools.cache
@@ -160,20 +158,10 @@ def read(out_dir: str | Path) -> dict[str, Any] | None:
 
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A config as a job's identity: without the keys that are not part of it (NOT_RESULT_KEYS), nor the paths of
-    its input files, which `inputs` compares by their bytes. Before, the paths were compared too, and the same
-    images in another clone, a moved checkout or under another images_root redid (deleted first) every job."""
-    return {k: v for k, v in config.items() if k not in NOT_RESULT_KEYS and not names_input_file(k, v)}
-
-
-def names_input_file(key: str, value: Any) -> bool:
-    """Whether a config value is the path of an input file (nst.inputs.input_files fingerprints them by role)."""
-    from nst.backbones import PRETRAINED, RANDOM
-    from nst.spec import INITS
-    from nst.vgg import NORMALIZED, ORIGINAL
-
-    return (key in ("content", "style") or (key == "init" and value not in INITS)
-            or (key == "weights" and value not in (ORIGINAL, NORMALIZED, RANDOM, PRETRAINED)))
+    """A config as a job's identity: without the keys that are not part of it (nst.config.NOT_IDENTITY), nor the
+    paths of its input files, which `inputs` compares by their bytes. Before, the paths were compared too, and the
+    same images in another clone, a moved checkout or under another images_root redid (deleted first) every job."""
+    return {k: v for k, v in config.items() if k not in NOT_IDENTITY and not names_input_file(k, v)}
 
 
 def same_run(metrics: dict[str, Any], config: dict[str, Any], inputs: dict[str, str]) -> bool:

@@ -8,27 +8,21 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from nst import metrics, sweep
+from nst import config, metrics, sweep
 from nst.files import write_text
 
 # shown even when not swept: what tells two sweeps' rows apart once concatenated (pd.concat of two layer scans)
-ALWAYS = ["arch", "weights", "size", "seed", "loss", "alpha", "beta", "ratio", "content_layers", "style_layers",
-          "style_loss"]
+ALWAYS = config.ranked("report")
 METRICS = ["content_loss", "style_loss", "total_loss", "tv_loss", "gram_style_loss", "content_psnr",
            "saved/content_loss", "saved/style_loss", "saved/total_loss"]
-RENAMED = {"style_loss": "style_loss_fn"}  # config keys whose names are taken by a metric column
 TAIL = ["steps", "stop_reason", "evaluations", "seconds", "seconds_per_iteration", "peak_memory_mb", "device",
         "status", "error", "finished_at"]
-# metrics whose names are config keys: their own columns, so that a swept `steps` (iterations asked for) or
+# metrics whose names are config keys get their own columns, so that a swept `steps` (iterations asked for) or
 # `device` (auto) stays the axis; trial F: a steps=40,60 sweep stopped early at 26 read as one axis, and a failed
 # job's null steps made a column of its own
 RENAMED_METRICS = {"steps": "iterations", "device": "device_used"}
-NUMERIC_AXES = ("beta", "ratio", "alpha", "style_scale", "tv_weight", "size")
-
-
-def column(key: str) -> str:
-    """The report column of a config key."""
-    return RENAMED.get(key, key)
+NUMERIC_AXES = config.ranked("columns")  # the column axis of pivots and grids: the first of these swept
+column = config.column
 
 
 def job_dirs(sweep_dir: str | Path) -> list[Path]:
@@ -44,7 +38,7 @@ def overrides(job_dir: Path, launched: list[str] | None = None) -> dict[str, str
     return sweep.parse(yaml.safe_load(path.read_text()) if path.is_file() else launched or [])
 
 
-LAYER_COLUMNS = ("content_layers", "style_layers")  # sets of layers, as text: "0,1"
+LAYER_COLUMNS = config.LAYER_KEYS  # sets of layers, as text: "0,1"
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
@@ -164,7 +158,7 @@ def swept_keys(dirs: list[Path], launched: dict[str, list[str]] | None = None) -
         for k, v in overrides(d, (launched or {}).get(d.name)).items():
             seen.setdefault(k, set()).add(v)
     multi = [k for k, values in seen.items() if len(values) > 1]
-    return multi or [k for k in seen if k not in sweep.NOT_AXES]
+    return multi or [k for k in seen if k not in config.NOT_AXES]
 
 
 UNKNOWN_CONFIG = ("missing", "unfinished", "unreadable")  # job_row's statuses of a job without a config record

@@ -15,11 +15,11 @@ from torch.nn import functional as F
 
 from nst import memory
 from nst.color import with_colors_of
-from nst.engine import Interrupted, Progress, numbers, optimise
+from nst.engine import Interrupted, NonFiniteLoss, Progress, numbers, optimise
 from nst.images import load_image
 from nst.inputs import cached_image, image_size, spec_images, targets
 from nst.metrics import note, noted
-from nst.spec import INITS, JobSpec
+from nst.spec import JobSpec
 from nst.transfer import StyleTransfer
 
 log = logging.getLogger(__name__)
@@ -50,18 +50,10 @@ class JobResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when present else cpu; a cuda device that is not there is an error."""
+    """auto -> cuda when present else cpu; other names as torch reads them (nst.preflight checks them first)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available (use device=auto or cpu)")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N")
-    return device
+    return torch.device(name)
 
 
 def cpu_has_bf16() -> bool:
@@ -74,8 +66,6 @@ def cpu_has_bf16() -> bool:
 
 def configure(spec: JobSpec, device: torch.device) -> None:
     """Torch's global settings for a job: the seed, tf32 and cuDNN autotuning."""
-    if spec.precision not in PRECISIONS:
-        raise ValueError(f"precision {spec.precision!r} is not one of {list(PRECISIONS)}")
     if spec.precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
         log.warning("precision=bf16 is emulated on this CPU (no AVX512-BF16/AMX): measured 77x (128 px) to "
                     "151x (256 px) slower than fp32")
@@ -94,12 +84,8 @@ def initial_image(spec: JobSpec, content: torch.Tensor, style: torch.Tensor | No
     if spec.init == "content":
         return content
     if spec.init == "style":
-        if style is None:
-            raise ValueError("init 'style' needs a style image")
         return F.interpolate(style, size=content.shape[-2:], mode="bilinear", antialias=True)
-    if Path(spec.init).suffix:
-        return load_image(spec.init, size)
-    raise ValueError(f"init {spec.init!r} is not one of {list(INITS)} or an image path")
+    return load_image(spec.init, size)  # an image file (nst.preflight: a path with its extension)
 
 
 def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
@@ -139,7 +125,8 @@ def run(spec: JobSpec, *, progress: ProgressFn | None = None) -> JobResult:
     """Optimise one job across its scales; each scale starts from the previous result upsampled (bilinear).
 
     History rows carry their scale's `size`; iterations and seconds count from the first scale's start, so the
-    later scales' set-up is part of the time.
+    later scales' set-up is part of the time. An error says what the job had done (nst.metrics.note): the rows of
+    its completed iterations, its steps, evaluations, seconds, peak memory and device.
     """
     start = time.perf_counter()
     device = resolve_device(spec.device)
@@ -147,11 +134,17 @@ def run(spec: JobSpec, *, progress: ProgressFn | None = None) -> JobResult:
     memory.reset_peak(device)
     history: list[dict[str, Any]] = []
     iterations = evaluations = 0
-    seconds, first, rgb, stop_reason, long_side, offset = 0.0, None, None, None, 0, 0.0
+    seconds, first, rgb, stop_reason, offset = 0.0, None, None, None, 0.0
 
-    def rows(done: list[Progress]) -> list[dict[str, Any]]:  # this scale's rows, counted from the first scale
-        return [{"size": long_side, "iteration": iterations + p.iteration, "evaluations": evaluations + p.evaluations,
-                 "seconds": offset + p.seconds, **p.terms} for p in done]
+    def record(p: Progress, long_side: int, steps: int) -> None:  # a row counted from the first scale (engine.Trace)
+        row = {"size": long_side, "iteration": iterations + p.iteration, "evaluations": evaluations + p.evaluations,
+               "seconds": offset + p.seconds, **p.terms}
+        if history and (history[-1]["size"], history[-1]["iteration"]) == (long_side, row["iteration"]):
+            history[-1] = row
+        else:
+            history.append(row)
+        if progress is not None:
+            progress(long_side, steps, p)
 
     try:
         for long_side, steps in spec.scales:
@@ -168,20 +161,21 @@ def run(spec: JobSpec, *, progress: ProgressFn | None = None) -> JobResult:
             result = optimise(model, prep(rgb.to(device)), steps=steps, optimizer=o.name, lr=o.lr,
                               history_size=o.history_size, line_search=o.line_search,
                               autocast=PRECISIONS[spec.precision],
-                              callback=(lambda p, s=long_side, n=steps: progress(s, n, p)) if progress else None)
-            history += rows(result.history)
+                              callback=lambda p, s=long_side, n=steps: record(p, s, n))
             iterations, evaluations = iterations + result.iterations, evaluations + result.evaluations
             seconds += result.seconds
-            stop_reason = getattr(result, "stop_reason", None) or stop_reason
+            stop_reason = result.stop_reason or stop_reason
             if stop_reason:
                 log.warning("stopped after %d of %d iterations at %d px: %s", result.iterations, steps, long_side,
                             stop_reason)
             rgb = prep.inverse(result.image).detach().cpu()
     except BaseException as e:  # a failure while running: what the earlier scales and this one had done
-        done = noted(e)
-        steps = iterations + done.get("steps", 0)
-        note(e, history=history + rows(done.get("history", [])), steps=steps,
-             evaluations=evaluations + done.get("evaluations", 0), seconds=seconds + done.get("seconds", 0.0),
+        ran = isinstance(e, (Interrupted, NonFiniteLoss)) and e.iterations is not None  # the engine says how far
+        last = history[-1] if history else {}
+        steps = iterations + e.iterations if ran else last.get("iteration", iterations)
+        note(e, history=list(history), steps=steps,
+             evaluations=evaluations + e.evaluations if ran else last.get("evaluations", evaluations),
+             seconds=seconds + e.seconds if ran else last.get("seconds", seconds),
              peak_memory_mb=memory.peak_mb_or_none(device), device=str(device))
         if isinstance(e, KeyboardInterrupt) and getattr(e, "iterations", None) != steps:  # every scale's count
             raise note(Interrupted(steps), **noted(e)) from e

@@ -9,14 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from nst.config import NAMED_INITS, as_tuple
 from nst.features import Layer
 
-INITS = ("noise", "content", "style")  # the starting images that read no file of their own (else `init` is a path)
-
-
-def as_tuple(value: Any) -> tuple:
-    """A config value that may be null, one item or a list -> a tuple."""
-    return () if value is None else tuple(value) if isinstance(value, (list, tuple)) else (value,)
+INITS = NAMED_INITS  # the starting images that read no file of their own (else `init` is a path)
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ class JobSpec:
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> JobSpec:
-        """The spec of a resolved config (a plain dict; values already validated by the app)."""
+        """The spec of a resolved config (a plain dict, checked by nst.preflight)."""
         style_layers = as_tuple(c["style_layers"])
         opt = c["optimizer"]
         beta = float(c["alpha"]) / float(c["ratio"]) if c.get("ratio") is not None else float(c["beta"])

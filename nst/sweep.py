@@ -11,11 +11,9 @@ import os
 import re
 from pathlib import Path
 
-from nst.metrics import NOT_RESULT_KEYS
+from nst.config import LAYER_KEYS, NOT_IDENTITY, names_column
 
-# Keys set on a command line that are never axes of a sweep's report or figures.
-NOT_AXES = ("size", "steps", "device", "progress", "images_root", "threads")
-NAMES_COLUMNS = {"content_layers": "content_layer_names", "style_layers": "style_layer_names"}
+NAMES_COLUMNS = {k: names_column(k) for k in LAYER_KEYS}  # content_layers -> content_layer_names
 
 
 def parse(items: list[str]) -> dict[str, str]:
@@ -42,7 +40,7 @@ def format_value(text: str) -> str:
     try:
         number = float(text)
     except ValueError:
-        if is_path(text):  # `~` as the job reads it (experiments.job.expand_paths): '~/x' and bash's /home/u/x agree
+        if is_path(text):  # `~` as the job reads it (nst.config.expand_paths): '~/x' and bash's /home/u/x agree
             text = os.path.expanduser(text)
             return f"{Path(text.rstrip('/')).stem}~{short_hash(text)}"
         if "${" in text:  # an interpolation (content=${embedded:grace_hopper}): its words, and the hash
@@ -61,7 +59,7 @@ def format_value(text: str) -> str:
 
 def dirname(overrides: list[str]) -> str:
     """A job directory name from its overrides, e.g. "beta=1e+03,style_layers=0-1-2"."""
-    parts = [f"{k}={format_value(v)}" for k, v in parse(overrides).items() if k not in NOT_RESULT_KEYS]
+    parts = [f"{k}={format_value(v)}" for k, v in parse(overrides).items() if k not in NOT_IDENTITY]
     return ",".join(sorted(parts)) or "job"
 
 

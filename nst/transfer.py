@@ -1,7 +1,6 @@
 """StyleTransfer: a frozen CNN plus content and style targets -> weighted loss terms for an image."""
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,13 +31,6 @@ class Terms:
         """Image k's terms, as 0-dim tensors."""
         return Terms(self.total[k], self.content[k], self.style[k], self.tv[k],
                      {n: v[k] for n, v in self.content_layers.items()}, {n: v[k] for n, v in self.style_layers.items()})
-
-
-def check_weight(name: str, value: float) -> float:
-    """A loss weight must be a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} {value!r} must be a finite number >= 0")
-    return float(value)
 
 
 class Targets(nn.Module):
@@ -82,7 +74,7 @@ class Targets(nn.Module):
             blend = list(style_blend) if style_blend else [1.0] * len(styles)
             if len(blend) != len(styles):
                 raise ValueError(f"style_blend {blend} must hold one weight per style image ({len(styles)})")
-            if sum(check_weight("style_blend weight", b) for b in blend) <= 0:
+            if sum(blend) <= 0:  # weights >= 0 (nst.preflight)
                 raise ValueError(f"style_blend {blend}: the weights must not all be 0")
             blend = [b / sum(blend) for b in blend]
             feats = [self.encode(image, self.style_layers) for image in styles]
@@ -126,15 +118,15 @@ class StyleTransfer(nn.Module):
                  **targets):
         super().__init__()
         self.targets = cnn if isinstance(cnn, Targets) else Targets(cnn, content, style, **targets)
-        self.alpha, self.beta = check_weight("alpha", alpha), check_weight("beta", beta)
-        self.tv_weight = check_weight("tv_weight", tv_weight)
+        # loss weights are finite and >= 0: nst.preflight checks a job's before it runs
+        self.alpha, self.beta, self.tv_weight = float(alpha), float(beta), float(tv_weight)
         n = len(self.targets.style_layers)
         if style_layer_weights is None or len(style_layer_weights) == 0:
             style_layer_weights = self.targets.convention.layer_weights(n)
         if len(style_layer_weights) != n:
             raise ValueError(f"style_layer_weights {list(style_layer_weights)} must have one weight per style layer "
                              f"({n})")
-        self.weights = [check_weight("style layer weight", w) for w in style_layer_weights]
+        self.weights = [float(w) for w in style_layer_weights]
 
     @property
     def keys(self) -> dict[Layer, str]:

@@ -7,7 +7,7 @@ import torchvision
 from nst.backbones import backbone
 from nst.features import Encoder, convs, layer_key
 from nst.transfer import StyleTransfer
-from tests.conftest import run_cli
+from tests.conftest import run_app
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +48,11 @@ def test_a_file_without_the_classifier_head_or_with_another_loads_its_trunk(resn
         backbone("resnet18", str(path))
 
 
-@pytest.mark.slow
 def test_bad_backbones_are_one_line_errors(resnet_file, tmp_path):
     for args, message in ((["arch=vgg16", f"weights={resnet_file}"], "do not fit vgg16"),
                           (["arch=resnet18"], "weights 'original' exist for vgg19 only"),
                           (["arch=lenet", "weights=random"], "arch 'lenet' is not a torchvision architecture")):
-        r = run_cli("experiments.transfer", "size=32", "steps=1", "progress=false", *args,
+        r = run_app("experiments.transfer", "debug=tiny", *args,
                     f"hydra.run.dir={tmp_path}")
         errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
         assert r.returncode == 2 and len(errors) == 1 and message in errors[0], r.stderr[-1500:]
@@ -61,8 +60,8 @@ def test_bad_backbones_are_one_line_errors(resnet_file, tmp_path):
 
 @pytest.mark.slow
 def test_layer_scan_over_every_conv_index(resnet_file, tmp_path):
-    r = run_cli("experiments.layer_scan", "arch=resnet18", f"weights={resnet_file}", "size=32", "steps=3",
-                "progress=false", f"hydra.sweep.dir={tmp_path}")
+    r = run_app("experiments.layer_scan", "arch=resnet18", f"weights={resnet_file}", "debug=tiny", "steps=3",
+                f"hydra.sweep.dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
     report = pd.read_csv(tmp_path / "report.csv")
     assert len(report) == 20 and set(report["status"]) == {"ok"}

@@ -5,9 +5,7 @@ import re
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
-from experiments.job import settings
 from nst.batch import GroupLoss, fitting, group_layers, run_all
 from nst.inputs import image_size
 from nst.memory import batch_job_mb, weights_mb
@@ -17,7 +15,7 @@ from nst.spec import JobSpec
 from nst.engine import term_names, term_row
 from nst.images import load_image
 from nst.transfer import StyleTransfer, Targets
-from tests.conftest import CONTENT, STYLE
+from tests.conftest import CONTENT, STYLE, job_config
 
 
 @pytest.mark.parametrize("per_image", [True, False], ids=["per-image (CPU)", "batched (GPU)"])
@@ -63,9 +61,7 @@ def test_a_layer_listed_twice_is_refused(vgg):
 
 def specs_of(*overrides: list[str]) -> list[JobSpec]:
     """Job specs of tiny configs (32 px, 3 iterations), one per override list."""
-    with initialize_config_module("conf", version_base="1.3"):
-        return [JobSpec.from_config(settings(compose("config", overrides=["size=32", "steps=3", "progress=false",
-                                                                         "device=cpu", *o]))) for o in overrides]
+    return [JobSpec.from_config(job_config("debug=tiny", "steps=3", "device=cpu", *o)) for o in overrides]
 
 
 def run_all_results(specs: list[JobSpec], **kwargs) -> dict:

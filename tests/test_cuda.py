@@ -8,14 +8,13 @@ from contextlib import nullcontext
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
-from experiments import job
 from nst.batch import GroupLoss
 from nst.losses import gram
 from nst.run import model_for
+from nst.job import run_job
 from nst.spec import JobSpec
-from tests.conftest import run_cli
+from tests.conftest import job_config, run_app
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")]
@@ -24,9 +23,7 @@ TINY = ["size=48", "steps=20", "progress=false"]
 
 def run(tmp_path, name: str, *overrides: str) -> dict:
     """One job through the job layer; its metrics."""
-    with initialize_config_module("conf", version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY, *overrides])
-    return job.run_job(cfg, tmp_path / name)
+    return run_job(job_config(*TINY, *overrides), tmp_path / name)
 
 
 def test_cuda_job_matches_the_cpu_job(tmp_path):
@@ -47,7 +44,33 @@ def test_each_style_loss_on_cuda(tmp_path, style_loss):
 
 @pytest.mark.parametrize("mode", ["luminance", "histogram"])
 def test_colour_preservation_on_cuda(tmp_path, mode):
-    assert run(tmp_path, mode, "device=cuda", f"preserve_color={mode}")["status"] == "ok"
+    """The result keeps the content's colours (tests/test_options.py's measures, on the GPU): its chroma under
+    luminance-only transfer, its mean colour under histogram matching; nearer than without preservation."""
+    import numpy as np
+    from PIL import Image
+
+    from nst.color import to_yiq
+    from nst.images import load_image
+    from tests.conftest import CONTENT
+
+    def image(name: str) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(Image.open(tmp_path / name / "result.png"), dtype=np.float32) / 255
+                                ).permute(2, 0, 1)[None]
+
+    m = run(tmp_path, mode, "device=cuda", f"preserve_color={mode}")
+    run(tmp_path, "plain", "device=cuda")
+    ours, plain = image(mode), image("plain")
+    content = load_image(CONTENT, (m["width"], m["height"]))
+    if mode == "luminance":
+        def chroma(x: torch.Tensor) -> float:
+            return (to_yiq(x)[:, 1:] - to_yiq(content)[:, 1:]).abs().mean().item()
+
+        assert chroma(ours) < 0.01 < 0.03 < chroma(plain)
+    else:
+        def colour(x: torch.Tensor) -> float:
+            return (x.mean((2, 3)) - content.mean((2, 3))).abs().sum().item()
+
+        assert colour(ours) < colour(plain)
 
 
 def test_multiscale_on_cuda(tmp_path):
@@ -59,8 +82,7 @@ def test_multiscale_on_cuda(tmp_path):
 def test_mixed_precision_keeps_gram_and_losses_fp32(tmp_path, precision, dtype):
     m = run(tmp_path, precision, "device=cuda", f"precision={precision}")
     assert m["status"] == "ok"
-    with initialize_config_module("conf", version_base="1.3"):
-        spec = JobSpec.from_config(job.settings(compose("config", overrides=[*TINY, "device=cuda"])))
+    spec = JobSpec.from_config(job_config(*TINY, "device=cuda"))
     model, prep = model_for(spec, (36, 48), torch.device("cuda"))
     x = torch.rand(1, 3, 48, 36, device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -74,7 +96,7 @@ def test_mixed_precision_keeps_gram_and_losses_fp32(tmp_path, precision, dtype):
 
 def test_grid_on_cuda_with_report_and_figures(tmp_path):
     sweep = tmp_path / "grid"
-    r = run_cli("experiments.grid", "size=32", "steps=5", "progress=false", "device=cuda",
+    r = run_app("experiments.grid", "size=32", "steps=5", "progress=false", "device=cuda",
                 "beta=1e2,1e4", "style_layers=[0],[0,1]", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (sweep / "report.csv").is_file() and (sweep / "grid.png").is_file()
@@ -87,7 +109,7 @@ def test_batched_grid_on_cuda_matches_the_basic_grid(tmp_path):
     grid = ["size=32", "steps=3", "progress=false", "device=cuda", "style_layers=[0],[0,1]", "beta=1e3,1e5"]
     reports = {}
     for name, extra in (("basic", []), ("batched", ["hydra/launcher=batched"])):
-        r = run_cli("experiments.grid", *grid, *extra, f"hydra.sweep.dir={tmp_path / name}", cwd=tmp_path)
+        r = run_app("experiments.grid", *grid, *extra, f"hydra.sweep.dir={tmp_path / name}", cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-2000:]
         reports[name] = pd.read_csv(tmp_path / name / "report.csv")
     ours, solo = reports["batched"], reports["basic"]
@@ -99,8 +121,7 @@ def test_batched_grid_on_cuda_matches_the_basic_grid(tmp_path):
 
 def test_batch_autotunes_cudnn_for_its_full_size_only():
     """cuDNN autotuning (a benchmark run per new shape) for the full batch; a shrunk batch uses the heuristics."""
-    with initialize_config_module("conf", version_base="1.3"):
-        spec = JobSpec.from_config(job.settings(compose("config", overrides=[*TINY, "device=cuda"])))
+    spec = JobSpec.from_config(job_config(*TINY, "device=cuda"))
     device = torch.device("cuda")
     models = [model_for(spec, (32, 32), device)[0] for _ in range(3)]
     group = GroupLoss(models, device)

@@ -13,7 +13,7 @@ from nst.efficientnet import LITE, weights_path
 from nst.features import Encoder, conv_count, layer_key
 from nst.images import load_image
 from nst.inputs import image_size
-from tests.conftest import CONTENT, ROOT, STYLE, run_cli
+from tests.conftest import CONTENT, ROOT, STYLE, job_config, run_app
 
 MILITARY_UNIFORM = 652  # ImageNet class of matplotlib's grace_hopper.jpg (Grace Hopper in US Navy uniform)
 
@@ -97,31 +97,24 @@ def test_softmax_gram_is_its_definition_and_does_not_flatten_efficientnet_maps(l
     (["backbone=efficientnet_lite0", "weights=/nope.pth"], "weights '/nope.pth' is not one of pretrained | random"),
     (["arch=resnet18", "weights=pretrained"], "weights 'pretrained' exist for efficientnet_lite0 only"),
 ])
-def test_config_is_validated_against_the_trunk(overrides, expected):
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
+def test_config_is_checked_against_the_trunk(overrides, expected):
+    from experiments.config import typed_overrides
+    from nst.config import ConfigError
+    from nst.preflight import preflight
 
-    import experiments  # noqa: F401  (resolvers)
-    from experiments.app import typed_overrides
-    from experiments.validate import ConfigError, validate
-
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = OmegaConf.to_container(compose("config", overrides=[*overrides, "size=32"]), resolve=True)
-    GlobalHydra.instance().clear()
+    cfg = job_config(*overrides, "size=32")
     if expected is None:
-        validate(cfg, typed_overrides(overrides))
+        preflight(cfg, typed_overrides(overrides))
         return
     with pytest.raises(ConfigError) as e:
-        validate(cfg, typed_overrides(overrides))
+        preflight(cfg, typed_overrides(overrides))
     assert expected in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.slow
 def test_content_reconstruction_through_the_cli_is_sharper_from_a_shallow_layer(tmp_path):
     """The acceptance check of issue 13: real weights, 64 px, a shallow index reconstructs better than a deep one."""
-    r = run_cli("experiments.transfer", "-m", "arch=efficientnet_lite0", "weights=pretrained", "size=64",
+    r = run_app("experiments.transfer", "-m", "arch=efficientnet_lite0", "weights=pretrained", "size=64",
                 "steps=50", "alpha=100", "beta=0", "style_layers=[]", "init=noise", "progress=false",
                 "content_layers=[0],[20]", f"hydra.sweep.dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -132,13 +125,12 @@ def test_content_reconstruction_through_the_cli_is_sharper_from_a_shallow_layer(
     assert shallow > deep + 5, (shallow, deep)  # measured: 26.5 and 8.9 dB
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["weights=original"], "weights 'original' is not one of pretrained | random (arch=efficientnet_lite0)"),
     (["weights=pretrianed"], "did you mean pretrained?"),
 ])
 def test_bad_weights_are_one_line_errors(tmp_path, args, message):
-    r = run_cli("experiments.transfer", "arch=efficientnet_lite0", "size=32", "steps=1", "progress=false", *args,
+    r = run_app("experiments.transfer", "arch=efficientnet_lite0", "debug=tiny", *args,
                 f"hydra.run.dir={tmp_path}")
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert r.returncode == 2 and len(errors) == 1 and message in errors[0], r.stderr[-1500:]

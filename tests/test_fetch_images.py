@@ -14,7 +14,7 @@ from PIL import Image
 from nst.fetch import (PAPER_IMAGES, FetchError, PaperImage, cache_dir, default_images_root, fetch_image,
                        fetch_images)
 from nst.images import load_image
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_app, run_cli
 
 
 def jpeg(seed: int) -> bytes:
@@ -182,23 +182,22 @@ def test_cli_failure_is_one_error_line(server, tmp_path):
     assert not (tmp_path / "imgs").exists() or files(tmp_path / "imgs") == []
 
 
-@pytest.mark.slow
 def test_paper_preset_without_images_prints_the_hint(tmp_path):
     """A fresh layout: a paper preset's sweep, none of whose jobs can run, is refused with the hint, before it
-    starts (experiments.app.check_sweep)."""
+    starts (experiments.sweeps.check_sweep)."""
     empty = tmp_path / "empty"
     empty.mkdir()
     missing = f"'{empty}/content/tubingen.jpg' does not exist"
     hint = f"download the paper's images with: python -m experiments.fetch_images --root {empty}"
-    r = run_cli("experiments.transfer", "experiment=paper_fig2", f"images_root={empty}", "size=32", "steps=1",
-                "progress=false", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    r = run_app("experiments.transfer", "experiment=paper_fig2", f"images_root={empty}", "debug=tiny",
+                f"hydra.sweep.dir={tmp_path / 'sweep'}")
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr, r.stderr[-2000:]
     assert len(errors) == 1 and missing in errors[0] and errors[0].endswith(hint), r.stderr[-2000:]
     assert not (tmp_path / "sweep").exists()
     # one job of it (hydra.mode=RUN): exit 2 and one error line
-    r = run_cli("experiments.transfer", "experiment=paper_fig2", "hydra.mode=RUN", "painting=starry_night",
-                f"images_root={empty}", "size=32", "steps=1", "progress=false", f"hydra.run.dir={tmp_path / 'one'}")
+    r = run_app("experiments.transfer", "experiment=paper_fig2", "hydra.mode=RUN", "painting=starry_night",
+                f"images_root={empty}", "debug=tiny", f"hydra.run.dir={tmp_path / 'one'}")
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert len(errors) == 1 and missing in errors[0] and errors[0].endswith(hint), r.stderr[-2000:]

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_app
 
 GRID = ["size=32", "steps=3", "progress=false", "threads=1", "style_layers=[0],[0,1]", "beta=1e3,1e5"]
 SAME = ["job", "beta", "style_layers", "content_loss", "style_loss", "total_loss", "iterations", "evaluations",
@@ -14,7 +14,7 @@ SAME = ["job", "beta", "style_layers", "content_loss", "style_loss", "total_loss
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory):
     sweep = tmp_path_factory.mktemp("basic")
-    r = run_cli("experiments.grid", *GRID, f"hydra.sweep.dir={sweep}")
+    r = run_app("experiments.grid", *GRID, f"hydra.sweep.dir={sweep}")
     assert r.returncode == 0, r.stderr[-2000:]
     return sweep
 
@@ -22,7 +22,7 @@ def basic(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher, trace", [("local", ".submitit"), ("parallel", None)])
 def test_launcher_gives_the_basic_report(basic, tmp_path, launcher, trace):
-    r = run_cli("experiments.grid", *GRID, f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}")
+    r = run_app("experiments.grid", *GRID, f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
     ours, reference = pd.read_csv(tmp_path / "report.csv"), pd.read_csv(basic / "report.csv")
     assert len(ours) == 4 and set(ours["status"]) == {"ok"}
@@ -35,7 +35,7 @@ def test_launcher_gives_the_basic_report(basic, tmp_path, launcher, trace):
 @pytest.mark.slow
 def test_batched_launcher_matches_the_basic_report(basic, tmp_path):
     """hydra/launcher=batched: every job its own files and report row; final losses within 2% of the solo runs."""
-    r = run_cli("experiments.grid", *GRID, "hydra/launcher=batched", f"hydra.sweep.dir={tmp_path}")
+    r = run_app("experiments.grid", *GRID, "hydra/launcher=batched", f"hydra.sweep.dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
     ours, reference = pd.read_csv(tmp_path / "report.csv"), pd.read_csv(basic / "report.csv")
     assert list(ours.columns) == list(reference.columns)

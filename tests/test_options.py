@@ -3,16 +3,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from PIL import Image
 
-from experiments import job
-from experiments.validate import validate
 from nst import inputs
+from nst.config import ConfigError, check
+from nst.job import run_job
 from nst.color import match_colors, to_yiq
 from nst.images import load_image
 from nst.assets.painting import draw
-from tests.conftest import CONTENT, STYLE
+from tests.conftest import CONTENT, STYLE, job_config
 
 pytestmark = pytest.mark.slow  # every test runs one to four real jobs through VGG19 (~5-10 s each on 2 cores)
 BASE = [f"content={CONTENT}", f"style={STYLE}", "size=40", "steps=8", "progress=false"]
@@ -20,9 +19,7 @@ BASE = [f"content={CONTENT}", f"style={STYLE}", "size=40", "steps=8", "progress=
 
 def run(tmp_path, name: str, *overrides: str) -> tuple[dict, np.ndarray]:
     """One job with the overrides; its metrics and result image as floats in [0, 1]."""
-    with initialize_config_module("conf", version_base="1.3"):
-        cfg = compose("config", overrides=[*BASE, *overrides])
-    metrics = job.run_job(cfg, tmp_path / name)
+    metrics = run_job(job_config(*BASE, *overrides), tmp_path / name)
     return metrics, np.asarray(Image.open(tmp_path / name / "result.png"), dtype=np.float64) / 255
 
 
@@ -68,8 +65,8 @@ def test_style_blend_mixes_targets(tmp_path, baseline, second_style):
 def test_style_scale_changes_the_style_statistics(tmp_path, baseline):
     m, image = run(tmp_path, "scale", "style_scale=2.0")
     assert differs(image, baseline[1]) and m["width"] == baseline[0]["width"]
-    with pytest.raises(ValueError, match="style_scale -1"):
-        run(tmp_path, "bad", "style_scale=-1")
+    with pytest.raises(ConfigError, match="style_scale -1"):  # checked before a job runs, not by the job
+        check(job_config(*BASE, "style_scale=-1"))
 
 
 def test_inits(tmp_path, baseline):
@@ -113,9 +110,8 @@ def test_multiscale_upsamples_and_records_each_scale(tmp_path):
     h = pd.read_csv(tmp_path / "ms" / "history.csv")
     assert list(h["size"].unique()) == [24, 40] and h["iteration"].iloc[-1] == 7
     assert h["seconds"].is_monotonic_increasing
-    with pytest.raises(ValueError, match=r"multiscale \[64\] holds 64: must be"):
-        with initialize_config_module("conf", version_base="1.3"):
-            validate(job.settings(compose("config", overrides=[*BASE, "multiscale=[64]"])))
+    with pytest.raises(ConfigError, match=r"multiscale \[64\] holds 64: must be"):
+        check(job_config(*BASE, "multiscale=[64]"))
 
 
 def test_a_multiscale_job_stopped_at_its_second_scale_counts_both(tmp_path):
@@ -130,8 +126,7 @@ def test_a_multiscale_job_stopped_at_its_second_scale_counts_both(tmp_path):
         if size == 40 and p.iteration == 2:
             raise KeyboardInterrupt
 
-    with initialize_config_module("conf", version_base="1.3"):
-        c = job.settings(compose("config", overrides=[*BASE, "multiscale=[[24,3],[40,100]]"]))
+    c = job_config(*BASE, "multiscale=[[24,3],[40,100]]")
     with pytest.raises(Interrupted) as info:
         run_spec(JobSpec.from_config(c), progress=stop)
     done = noted(info.value)

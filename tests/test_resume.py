@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from nst.assets.painting import draw
-from tests.conftest import run_cli
+from tests.conftest import run_app
 
-TINY = ["size=24", "steps=2", "progress=false", "style_layers=[0]", "content_layers=[1]"]
+TINY = ["debug=tiny", "size=24", "style_layers=[0]", "content_layers=[1]"]
 
 
 def metrics(job_dir):
@@ -29,7 +29,7 @@ def test_same_named_files_changed_bytes_and_other_runs(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["experiments.transfer", "-m", *TINY, "style=${images_root}/a/x.png,${images_root}/b/x.png",
             f"hydra.sweep.dir={sweep}"]
-    r = run_cli(*args, f"images_root={tmp_path}/root", cwd=tmp_path)
+    r = run_app(*args, f"images_root={tmp_path}/root", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     report = pd.read_csv(sweep / "report.csv")
     assert len(report) == 2 and report["job"].nunique() == 2 and set(report["status"]) == {"ok"}
@@ -41,13 +41,13 @@ def test_same_named_files_changed_bytes_and_other_runs(tmp_path):
     # before, the paths were compared and both results were deleted and redone
     shutil.copytree(tmp_path / "root", tmp_path / "moved")
     args.append(f"images_root={tmp_path}/moved")
-    r = run_cli(*args, cwd=tmp_path)
+    r = run_app(*args, cwd=tmp_path)
     assert r.returncode == 0 and "2 skipped" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
     assert all((d / "result.png").stat().st_mtime_ns == before[d] for d in (a, b))
 
     # the same path, new bytes: only that job is redone; the other is skipped untouched
     draw(width=64, height=48, seed=3).save(tmp_path / "moved" / "b" / "x.png")
-    r = run_cli(*args, cwd=tmp_path)
+    r = run_app(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (a / "result.png").stat().st_mtime_ns == before[a] and (b / "result.png").stat().st_mtime_ns != before[b]
     assert metrics(b)["inputs"]["style_0"] != metrics(a)["inputs"]["style_0"]
@@ -55,7 +55,7 @@ def test_same_named_files_changed_bytes_and_other_runs(tmp_path):
     assert f"job {b.name}: replacing the complete result of an earlier run (other style_0 file)" in r.stdout + r.stderr
 
     # another command into the same directory: its report holds its own jobs only and says the rest are others'
-    r = run_cli("experiments.transfer", "-m", *TINY, "beta=1e2,1e4", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    r = run_app("experiments.transfer", "-m", *TINY, "beta=1e2,1e4", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     report = pd.read_csv(sweep / "report.csv")
     assert len(report) == 2 and all(j.startswith("beta=") for j in report["job"])
@@ -63,7 +63,7 @@ def test_same_named_files_changed_bytes_and_other_runs(tmp_path):
 
 
 def held(directory: Path) -> bool:
-    """Whether a process holds an flock on directory (experiments.app.claim), from Linux's /proc/locks: looked
+    """Whether a process holds an flock on directory (nst.jobdir.claim), from Linux's /proc/locks: looked
     up, not tried, so that the look never takes the lock from the run it waits for."""
     if not directory.is_dir():
         return False
@@ -84,7 +84,7 @@ def test_a_directory_another_run_is_writing_is_refused(tmp_path):
         deadline = time.time() + 120
         while not held(run_dir) and first.poll() is None and time.time() < deadline:
             time.sleep(0.2)
-        r = run_cli("experiments.transfer", *TINY, "beta=5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        r = run_app("experiments.transfer", *TINY, "beta=5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
         assert first.poll() is None, "the first run ended before the second started"
     finally:
         first.kill()
@@ -99,12 +99,12 @@ def test_a_directory_another_run_is_writing_is_refused(tmp_path):
 @pytest.mark.slow
 def test_a_single_run_never_overwrites_another_runs_results(tmp_path):
     run_dir = tmp_path / "run"
-    assert run_cli("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    assert run_app("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
     first = (run_dir / "result.png").read_bytes()
-    r = run_cli("experiments.transfer", *TINY, "beta=5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    r = run_app("experiments.transfer", *TINY, "beta=5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert r.returncode == 2 and "holds another run's results" in r.stderr and "Traceback" not in r.stderr
     assert (run_dir / "result.png").read_bytes() == first and metrics(run_dir)["config"]["beta"] == 1e3
-    r = run_cli("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)  # the same run: done
+    r = run_app("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)  # the same run: done
     assert r.returncode == 0 and (run_dir / "result.png").read_bytes() == first
 
 
@@ -114,16 +114,16 @@ def test_a_damaged_result_is_reported_and_redone(tmp_path):
     exits 1 (it failed in the strip's drawing before), and the sweep's re-run redoes that job alone."""
     sweep = tmp_path / "sweep"
     args = ["experiments.transfer", "-m", *TINY, "beta=1e2,1e4", f"hydra.sweep.dir={sweep}"]
-    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    assert run_app(*args, cwd=tmp_path).returncode == 0
     cut, whole = sorted(d for d in sweep.iterdir() if (d / "result.png").is_file())
     png = (cut / "result.png").read_bytes()
     (cut / "result.png").write_bytes(png[:len(png) // 2])
-    r = run_cli("experiments.report", str(sweep), cwd=tmp_path)
+    r = run_app("experiments.report", str(sweep), cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert f"{cut.name}: damaged result.png is damaged" in r.stdout, r.stdout
     assert pd.read_csv(sweep / "report.csv").set_index("job").loc[cut.name, "status"] == "damaged"
     kept = (whole / "result.png").stat().st_mtime_ns
-    r = run_cli(*args, cwd=tmp_path)
+    r = run_app(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"job {cut.name}: result.png is damaged" in r.stdout + r.stderr and "1 done, 1 skipped" in r.stdout
     assert len((cut / "result.png").read_bytes()) > len(png) // 2 and metrics(cut)["status"] == "ok"
@@ -133,21 +133,23 @@ def test_a_damaged_result_is_reported_and_redone(tmp_path):
 @pytest.mark.slow
 def test_a_failed_single_run_leaves_its_directory_free_and_a_refused_one_untouched(tmp_path):
     run_dir = tmp_path / "run"
-    r = run_cli("experiments.transfer", *TINY, "steps=1.5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    r = run_app("experiments.transfer", *TINY, "steps=1.5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert r.returncode == 2 and not run_dir.exists()  # the schema's type: refused before Hydra made the directory
+    r = run_app("experiments.transfer", *TINY, "threads=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert r.returncode == 2 and metrics(run_dir)["status"] == "failed"
-    r = run_cli("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)  # the typo fixed
+    r = run_app("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)  # the typo fixed
     assert r.returncode == 0, r.stderr[-2000:]
     assert metrics(run_dir)["status"] == "ok" and (run_dir / "result.png").is_file()
 
     mine = tmp_path / "mine"  # a user's own folder with a result.png: refused, and nothing of ours lands there
     mine.mkdir()
     draw(width=16, height=16, seed=1).save(mine / "result.png")
-    r = run_cli("experiments.transfer", *TINY, f"hydra.run.dir={mine}", cwd=tmp_path)
+    r = run_app("experiments.transfer", *TINY, f"hydra.run.dir={mine}", cwd=tmp_path)
     assert r.returncode == 2 and "holds another run's results" in r.stderr
     assert not (mine / "metrics.json").exists()
     (mine / "result.png").unlink()
     (mine / "multirun.yaml").write_text("hydra: {}\n")  # a sweep's directory
-    r = run_cli("experiments.transfer", *TINY, f"hydra.run.dir={mine}", cwd=tmp_path)
+    r = run_app("experiments.transfer", *TINY, f"hydra.run.dir={mine}", cwd=tmp_path)
     assert r.returncode == 2 and "holds another run's results" in r.stderr and not (mine / "result.png").exists()
 
 
@@ -155,7 +157,7 @@ def test_a_failed_single_run_leaves_its_directory_free_and_a_refused_one_untouch
 def test_an_interpolated_override_names_its_directory_as_the_report_does(tmp_path):
     # the job's directory is named from the text as typed, and so is the report's list of this command's jobs
     sweep = tmp_path / "sweep"
-    r = run_cli("experiments.transfer", "-m", *TINY, "beta=1e2,1e3", "content=${embedded:grace_hopper}",
+    r = run_app("experiments.transfer", "-m", *TINY, "beta=1e2,1e3", "content=${embedded:grace_hopper}",
                 f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert r.returncode == 0 and "2 jobs: 2 done" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
     report = pd.read_csv(sweep / "report.csv")

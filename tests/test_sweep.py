@@ -7,7 +7,6 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from experiments.report import invocation
 from nst import metrics, report, sweep
 
 
@@ -77,15 +76,6 @@ def test_a_damaged_job_is_reported_as_such(tmp_path):
     assert list(df["status"]) == ["damaged", "unreadable", "unreadable", "unfinished"]
     assert list(df["result"]) == ["", "beta=2/result.png", "beta=3/result.png", ""]
     assert "beta=1: damaged result.png is damaged" in summary and "beta=2: unreadable metrics.json" in summary
-
-
-def test_invocation_expands_the_sweep_like_hydra(tmp_path):
-    config = OmegaConf.create({"hydra": {"sweeper": {"params": {"beta": "1e2,1e3"}},
-                                         "overrides": {"task": ["style_layers=[0],[0,1]", "size=32"]}}})
-    jobs, _ = invocation(tmp_path, config)
-    assert sorted(jobs) == sorted(f"beta={b},size=32,style_layers={s}" for b in ("100", "1e+03")
-                                  for s in ("0", "0-1"))
-    assert invocation(tmp_path) == (None, None)  # no multirun.yaml: every job directory is reported
 
 
 def test_a_swept_config_group_is_an_axis_by_its_option_name(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from nst.engine import NonFiniteLoss, optimise
+from nst.engine import NonFiniteLoss, Trace, optimise
 from nst.features import Encoder, convs, layer_key
 from nst.images import load_image
 from nst.transfer import StyleTransfer
@@ -35,8 +35,9 @@ def test_style_transfer_runs_on_a_small_cnn():
     for layers, term in (({"content_layers": [2], "style_layers": []}, "content_loss"),
                          ({"content_layers": [], "style_layers": [0, 1]}, "style_loss")):
         model = StyleTransfer(cnn, content, style, alpha=1, beta=1, convention="paper", **layers)
-        result = optimise(model, init, steps=30)
-        assert result.terms[term] * 10 < result.history[0].terms[term]
+        history = Trace()
+        result = optimise(model, init, steps=30, callback=history)
+        assert result.terms[term] * 10 < history[0].terms[term]
     assert set(model(init).style_layers) == {"1", "relu(2)"}
 
 
@@ -55,10 +56,9 @@ def test_total_is_weighted_sum_and_layer_weights_default(vgg):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"beta": -1.0}, "beta -1.0"), ({"alpha": math.nan}, "alpha nan"), ({"beta": math.inf}, "beta inf"),
     ({"style_layer_weights": [1.0]}, "one weight per style layer"), ({"style_layers": [99]}, "index 99"),
 ])
-def test_bad_weights_and_layers(vgg, kwargs, match):
+def test_layers_and_weights_that_do_not_fit_are_refused(vgg, kwargs, match):
     net, prep = vgg
     c = prep(load_image(CONTENT, 32))
     args = {"content_layers": [4], "style_layers": [0, 1]} | kwargs
@@ -107,9 +107,10 @@ def test_style_only_lowers_style_loss_100x(vgg):
     style = prep(load_image(STYLE, 64))
     model = StyleTransfer(net, None, style, content_layers=[], style_layers=[0, 2, 4, 8], alpha=0, beta=1.0)
     init = prep(0.5 + 0.1 * torch.randn(style.shape, generator=torch.Generator().manual_seed(0)))
-    result = optimise(model, init, steps=100)
-    assert result.history[0].iteration == 0
-    assert result.terms["style_loss"] * 100 <= result.history[0].terms["style_loss"]
+    history = Trace()
+    result = optimise(model, init, steps=100, callback=history)
+    assert history[0].iteration == 0
+    assert result.terms["style_loss"] * 100 <= history[0].terms["style_loss"]
 
 
 def test_tap_reads_before_or_after_the_relu(vgg):

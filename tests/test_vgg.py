@@ -90,6 +90,7 @@ def calibration_packages() -> None:
         pytest.importorskip(package, reason="the calibration photos come with scikit-image and scikit-learn (dev)")
 
 
+@pytest.mark.slow  # VGG19 over the calibration photos at native resolution (~40 s on 2 cores)
 def test_normalized_mean_activation_is_one_on_the_calibration_set(normalized):
     calibration_packages()
     shipped = torch.load(NORMALIZATION_FILE, weights_only=True)

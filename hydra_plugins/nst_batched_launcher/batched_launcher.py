@@ -1,6 +1,6 @@
 """`hydra/launcher=batched`: a sweep's compatible jobs optimised as one batch on one device (nst/batch.py).
 
-Hydra finds this launcher through the `hydra_plugins` namespace package; the work is in experiments/batched.py.
+Hydra finds this launcher through the `hydra_plugins` namespace package; the work is in batches.py beside it.
 It runs nst-sweeps jobs only (it does not call the task function of another app). No `from __future__ import
 annotations` here: Hydra loads this module outside sys.modules, where dataclasses cannot resolve string annotations.
 """
@@ -36,7 +36,7 @@ class BatchedLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         """Checks the settings here, before the sweeper writes the sweep's multirun.yaml (launch is after)."""
-        from experiments.validate import ConfigError
+        from nst.config import ConfigError
 
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"hydra.launcher.batch_size {self.batch_size!r} must be an integer >= 1")
@@ -46,7 +46,7 @@ class BatchedLauncher(Launcher):
         self.config, self.hydra_context = config, hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from experiments.batched import launch
+        from hydra_plugins.nst_batched_launcher.batches import launch
 
         assert self.config is not None and self.hydra_context is not None
         return launch(self.hydra_context, self.config, job_overrides, initial_job_idx, self.batch_size,

@@ -131,7 +131,7 @@ class NstSlurmLauncher(SlurmLauncher):
 
     def checked_request(self) -> tuple[resources.Request, str]:
         """hydra.launcher's request as it fits the partition (sinfo), and the partition's name; else a ConfigError."""
-        from experiments.validate import ConfigError
+        from nst.config import ConfigError
 
         assert self.config is not None
         p = self.params
@@ -163,17 +163,26 @@ class NstSlurmLauncher(SlurmLauncher):
         HydraConfig.instance().set_config(self.config)
         return Job(idx, overrides, cfg, out)
 
-    def finished(self, job: Job) -> Optional[dict[str, Any]]:
-        """The job's metrics when it is complete with this config and these inputs (the resume rule), else None."""
-        from experiments.job import finished
+    def settings(self, job: Job) -> dict[str, Any]:
+        """The job's config as the job reads it ({} where it cannot be resolved: the job says why)."""
+        from experiments.config import resolved
 
         HydraConfig.instance().set_config(job.cfg)  # for `${hydra:...}` in the job's config
         try:
-            return finished(job.cfg, job.out)
-        except Exception:  # a bad config or a missing image: the job runs, and records its own one-line error
-            return None
+            return resolved(job.cfg)
+        except Exception:
+            return {}
         finally:
             HydraConfig.instance().set_config(self.config)
+
+    def finished(self, job: Job) -> Optional[dict[str, Any]]:
+        """The job's metrics when it is complete with this config and these inputs (the resume rule), else None."""
+        from nst import jobdir
+
+        try:
+            return jobdir.finished(self.settings(job), job.out)
+        except Exception:  # a bad config or a missing image: the job runs, and records its own one-line error
+            return None
 
     @staticmethod
     def job_return(job: Job, metrics: Optional[dict[str, Any]]) -> JobReturn:
@@ -200,8 +209,8 @@ class NstSlurmLauncher(SlurmLauncher):
         """Submit the jobs as one array and wait for them; each job's return as soon as it has ended."""
         from submitit.core.utils import FailedJobError
 
-        from experiments import app
-        from experiments.validate import ConfigError
+        from nst import jobdir
+        from nst.config import ConfigError
 
         assert self.config is not None
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -230,31 +239,34 @@ class NstSlurmLauncher(SlurmLauncher):
             log.info("cancelled SLURM job %s (the sweep's jobs still queued or running)", array)
             for job, _ in by_id.values():
                 if job.idx not in returns:
-                    app.record_interrupt(job.cfg, job.out, e, started=0)
+                    jobdir.record_interrupt(self.settings(job), job.out, e, started=0)
             raise
         return returns
 
     def outcome(self, job: Job, submitted: Any, tracked: watch.Tracked) -> JobReturn:
         """The job's own JobReturn, or a failure recorded for it: SLURM ended it, or submitit's wrapper raised."""
-        from experiments import app
-        from nst import metrics
+        from nst import jobdir, metrics
 
         if tracked.outcome == watch.RESULT:
             try:
                 ret = submitted.result()
             except Exception as e:  # raised outside our task function (main records its own errors)
                 trace = [line for line in str(e).splitlines() if line.strip() and not line.startswith("-")]
-                app.fail_in_sweep(job.cfg, job.out, JobEnded(next(
-                    (line for line in reversed(trace) if "Error" in line), trace[0])))
+                self.fail(job, JobEnded(next((line for line in reversed(trace) if "Error" in line), trace[0])))
                 return self.job_return(job, None)
             m = metrics.read(job.out)
             if m is not None and m["status"] != metrics.OK:  # as the basic launcher says it
                 log.error("job %s %s: %s", job.out.name, m.get("status"), m.get("error"))
             return ret
-        if not app.completed(job.out):
+        if not jobdir.completed(job.out):
             (job.out / "result.png").unlink(missing_ok=True)  # written before it was killed, without its metrics
         state = "no longer listed by squeue" if tracked.outcome == watch.GONE else tracked.outcome
-        app.fail_in_sweep(job.cfg, job.out, JobEnded(
-            f"SLURM job {tracked.job_id} ended {state} without a result (scancel, node failure, memory or time "
-            f"limit); its log: {submitted.paths.stderr}"))
+        self.fail(job, JobEnded(f"SLURM job {tracked.job_id} ended {state} without a result (scancel, node "
+                                f"failure, memory or time limit); its log: {submitted.paths.stderr}"))
         return self.job_return(job, None)
+
+    def fail(self, job: Job, error: BaseException) -> None:
+        """A job that ended without recording its own end: its failure recorded, said in one line."""
+        from nst import jobdir
+
+        log.error("job %s failed: %s", job.out.name, jobdir.fail(self.settings(job), job.out, error))

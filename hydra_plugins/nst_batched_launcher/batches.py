@@ -1,9 +1,10 @@
-"""The batched launcher's work: prepare each job as the basic launcher would, then run the pending ones batched.
+"""The batched launcher's work (batched_launcher.py): prepare each job as the basic launcher would, then run the
+pending ones batched (nst/batch.py).
 
 Every job still gets its own directory with .hydra/, result.png, history.csv, config.yaml and metrics.json; a
-job that fails (bad input, NaN) is recorded as failed alone; complete jobs are skipped (resume).
+job that fails (bad input, NaN) is recorded as failed alone; complete jobs are skipped (resume). No `from __future__ import annotations`: Hydra's plugin scan loads this module
+outside sys.modules, where dataclasses cannot resolve string annotations.
 """
-from __future__ import annotations
 
 import logging
 import time
@@ -18,9 +19,8 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
-from experiments import app
-from experiments.job import clear_previous, settings, write_outputs
-from nst import metrics
+from experiments.config import resolved, typed_overrides
+from nst import jobdir, metrics
 from nst.batch import run_all
 from nst.engine import Interrupted
 from nst.inputs import fingerprints
@@ -37,32 +37,39 @@ class Pending:
     config: dict[str, Any]
     spec: JobSpec
     inputs: dict[str, str]
-    cfg: DictConfig
 
 
 def prepare(cfg: DictConfig) -> Pending | float | None:
-    """In the job's Hydra context: validate, skip a complete job (its total loss), else what it needs to run.
+    """In the job's Hydra context: check it, skip a complete job (its total loss), else what it needs to run.
     None for a job that failed here (recorded in its metrics.json)."""
-    out = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    out, config = Path(hc.runtime.output_dir), {}
     try:
-        done = app.start_job(cfg, out, multirun=True, clear=False)  # cleared when its batch ends: an interrupt
-        # before then keeps an earlier complete result (a sweep re-run after an edit prepares every job first)
+        jobdir.claim(out, "hydra.sweep.dir")
+        typed = typed_overrides(hc.overrides.task)
+        config = resolved(cfg, typed)
+        done = jobdir.start(config, out, typed, multirun=True, clear=False, where="hydra.sweep.dir")
+        # cleared when its batch ends: an interrupt before then keeps an earlier complete result (a sweep re-run
+        # after an edit prepares every job first)
     except Exception as e:
-        app.fail_in_sweep(cfg, out, e)
-        app.release(out)
+        fail(config, out, e)
         return None
     if done is not None:
-        app.release(out)  # only the jobs still to run stay held (one open directory each)
+        jobdir.release(out)  # only the jobs still to run stay held (one open directory each)
         return done["total_loss"]
     try:
-        c = settings(cfg)
-        spec = JobSpec.from_config(c)
-        return Pending(out, c, spec, fingerprints(spec), cfg)
-    except Exception as e:  # to be redone, and failed: its failure replaces the earlier result, as in start_job
-        clear_previous(out)
-        app.fail_in_sweep(cfg, out, e)
-        app.release(out)
+        spec = JobSpec.from_config(config)
+        return Pending(out, config, spec, fingerprints(spec))
+    except Exception as e:  # to be redone, and failed: its failure replaces the earlier result, as in start
+        jobdir.clear_previous(out)
+        fail(config, out, e)
         return None
+
+
+def fail(config: dict[str, Any], out: Path, error: BaseException) -> None:
+    """A job failed: recorded (nst.jobdir.fail), said in one line, its directory let go."""
+    log.error("job %s failed: %s", out.name, jobdir.fail(config, out, error))
+    jobdir.release(out)
 
 
 def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
@@ -84,28 +91,27 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
     pending = [(i, r.return_value) for i, r in enumerate(returns)
                if r.status == JobStatus.COMPLETED and isinstance(r.return_value, Pending)]
     threads = [job.config["threads"] for _, job in pending if job.config.get("threads") is not None]
-    if threads:  # as experiments/job.py does per job; one process runs them all here, so the smallest
+    if threads:  # as nst/job.py does per job; one process runs them all here, so the smallest
         torch.set_num_threads(min(threads))
     start, ended = time.perf_counter(), set()
 
     def done(k: int, result: Any) -> None:
         i, job = pending[k]
-        clear_previous(job.out)
+        jobdir.clear_previous(job.out)
         if isinstance(result, BaseException):
-            app.fail_in_sweep(job.cfg, job.out, metrics.note(result, inputs=job.inputs))
+            fail(job.config, job.out, metrics.note(result, inputs=job.inputs))
             returns[i].return_value = None
             ended.add(k)
-            app.release(job.out)
             return
         batch = None if result.batch is None else [pending[b][1].out.name for b in result.batch]
         record = metrics.job_metrics(result, job.config, job.inputs, seed=job.spec.seed,
                                      total_seconds=result.setup_seconds + result.seconds, batch=batch)
-        write_outputs(job.out, job.config, result, record)
+        jobdir.write_outputs(job.out, job.config, result, record)
         log.info("%s: total %.4g content %.4g style %.4g", job.out.name, record["total_loss"],
                  record["content_loss"], record["style_loss"])
         returns[i].return_value = record["total_loss"]
         ended.add(k)
-        app.release(job.out)
+        jobdir.release(job.out)
 
     try:
         run_all([job.spec for _, job in pending], batch_size=batch_size, memory_mb=memory_mb, done=done)
@@ -115,8 +121,9 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
             if k not in ended:  # an earlier complete result is kept; an earlier failure's record is replaced
                 ran = progress.get(id(job.spec))
                 stop = None if ran is None else metrics.note(Interrupted(ran.get("steps", 0)), **ran, inputs=job.inputs)
-                app.record_interrupt(job.cfg, job.out, e if stop is None else stop, start, before_start=stop is None)
+                jobdir.record_interrupt(job.config, job.out, e if stop is None else stop, start,
+                                        before_start=stop is None)
         raise
     finally:
-        app.release()  # the job directories start_job claimed in prepare
+        jobdir.release()  # the job directories jobdir.start claimed in prepare
     return returns

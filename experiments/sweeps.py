@@ -1,0 +1,226 @@
+"""A sweep's jobs, expanded as Hydra's basic sweeper does; the checks that refuse a sweep in one line, exit 2,
+before the sweeper writes multirun.yaml or any job directory is made; and, at its end, which of its jobs failed."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.config import resolved, typed_overrides
+from experiments.errors import JobFailed
+from nst import sweep
+from nst.config import NOT_IDENTITY, Check, ConfigError, check_number, choice, is_int
+
+log = logging.getLogger("nst")
+MULTIRUN_FILE = "multirun.yaml"  # written by Hydra into the sweep directory when a multirun starts
+NAME_MAX = 255  # bytes in a file name: Linux's ext4, xfs, btrfs, NFS; macOS's APFS
+# launchers whose jobs run on other machines: their devices, memory and files are checked there, not here
+REMOTE_LAUNCHERS = ("hydra_plugins.nst_slurm_launcher.",)
+
+
+def expand(config: DictConfig) -> list[list[str]]:
+    """Each job's overrides, as Hydra's basic sweeper expands the sweep (sweeper params, then the command line)."""
+    params = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
+    hydra = GlobalHydra.instance()  # in a running app: its config loader, which glob() sweeps of a group need
+    loader = hydra.config_loader() if hydra.is_initialized() else None
+    # the command line as typed, as Hydra's sweeper reads it (`content=${images_root}/x.jpg` is not resolved: the
+    # job's directory is named from that text); the sweeper params resolved, as it reads them
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + list(task))
+    return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def invocation(sweep_dir: str | Path,
+               config: DictConfig | None = None) -> tuple[dict[str, list[str]] | None, float | None]:
+    """{job directory name: overrides} of the sweep launched with `config` (default: the sweep directory's last
+    multirun.yaml) and when it started; (None, None) when unknown, e.g. for a directory not made by Hydra.
+    The names are as conf/config.yaml's `hydra.sweep.subdir` makes them (nst/sweep.py)."""
+    path = Path(sweep_dir) / MULTIRUN_FILE
+    if config is None:
+        if not path.is_file():
+            return None, None
+        try:
+            config = OmegaConf.load(path)
+            jobs = expand(config)
+        except Exception as e:  # cut short or edited by hand: it names the jobs to report, so say which file
+            why = str(e).splitlines()[0] if str(e) else ""
+            raise ValueError(f"{path} cannot be read ({type(e).__name__}: {why}); --all reports every job "
+                             "directory without it") from None
+    else:
+        jobs = expand(config)
+    started = path.stat().st_mtime if path.is_file() else None
+    return {sweep.dirname(job): job for job in jobs}, started
+
+
+def check_sweep(config: DictConfig) -> None:
+    """Before a sweep starts: raise JobFailed when two of its jobs would share a directory, a launcher setting is
+    bad, or none of its jobs is valid (a bad value they all share, beside the swept keys). Jobs are composed and
+    checked in order until one passes: one, for a sweep without that mistake. A sweep that cannot be expanded or
+    composed here is left to the launcher, which says why as before."""
+    try:
+        shared = shared_directory(config)
+    except Exception as e:
+        log.debug("the sweep's directories were not checked before it started: %s: %s", type(e).__name__, e)
+        shared = None
+    if shared is not None:
+        raise JobFailed(shared)
+    try:
+        launcher_settings(OmegaConf.to_container(config.hydra.launcher, resolve=True),
+                          typed_overrides(config.hydra.overrides.hydra))
+    except ConfigError as e:
+        raise JobFailed(e) from None
+    except Exception as e:  # e.g. n_jobs from a resolver that fails: the launcher says why
+        log.debug("the launcher's settings were not checked: %s: %s", type(e).__name__, e)
+    if str(OmegaConf.select(config, "hydra.launcher._target_") or "").startswith(REMOTE_LAUNCHERS):
+        return
+    level = log.level
+    log.setLevel(logging.ERROR)  # the jobs' own warnings (an upscaled image) come when each runs
+    try:
+        first = first_error(config)
+    except Exception as e:
+        log.debug("the sweep was not checked before it started: %s: %s", type(e).__name__, e)
+        return
+    finally:
+        log.setLevel(level)
+    if first is not None:
+        raise JobFailed(first, before_sweep=True)  # a BaseException: Hydra turns a callback's Exception into a warning
+
+
+def shared_directory(config: DictConfig) -> BaseException | None:
+    """The error for a sweep two of whose jobs would write one directory: they differ only in keys that do not
+    name it (threads, max_pixels, ...: nst.config.NOT_IDENTITY), or are listed twice; or one of whose job
+    directories is a file; else None."""
+    seen: dict[str, dict[str, str]] = {}
+    jobs = expand(config)
+    if not jobs:  # `beta=glob(*)` (a glob over a key, not a config group): Hydra launched nothing, exit 1
+        swept = [str(o) for o in config.hydra.overrides.task if "(" in str(o)]
+        return ConfigError(f"{swept[0] if swept else 'the sweep'}: expands to no jobs"
+                           + ("; glob() selects options of a config group (painting=glob(*))"
+                              if swept and "glob(" in swept[0] else ""))
+    for job in jobs:
+        name, parsed = sweep.dirname(job), sweep.parse(job)
+        path = Path(config.hydra.sweep.dir) / name
+        if len(name.encode()) > NAME_MAX:  # else Hydra wrote multirun.yaml, then the job failed: "File name too long"
+            key, value = max(parsed.items(), key=lambda kv: len(sweep.format_value(kv[1])))
+            return ConfigError(f"{key}={value}: job directory {name[:48]}... would be named in {len(name.encode())} "
+                               f"bytes, over the {NAME_MAX} a file name may have; shorten the value (a long file "
+                               "name: link it under a shorter one)")
+        if path.exists() and not path.is_dir():  # else the sweep stopped there, without its report
+            return ConfigError(f"hydra.sweep.dir={config.hydra.sweep.dir}: {path} is a file, where job {name} "
+                               "writes its directory; move the file away or choose another directory")
+        if name in seen:
+            keys = sorted(k for k in parsed.keys() | seen[name].keys() if parsed.get(k) != seen[name].get(k))
+            if not keys:
+                return ConfigError(f"the sweep lists job {name} twice; give each value once")
+            values = ", ".join(f"{k}={seen[name].get(k)} and {k}={parsed.get(k)}" for k in keys)
+            unnamed = [k for k in keys if k in NOT_IDENTITY]
+            if not unnamed:  # beta=1000,1e3: two spellings of one value
+                return ConfigError(f"{values} are one value (directory {name}); give it once")
+            return ConfigError(f"{values}: these jobs would share the directory {name}, as {', '.join(unnamed)} "
+                               "does not name a job's directory (it is not part of a job's identity); run one sweep "
+                               "per value, each in its own hydra.sweep.dir")
+        seen[name] = parsed
+    return None
+
+
+def first_error(config: DictConfig) -> BaseException | None:
+    """The error of a job that Hydra cannot compose (its sweeper would stop there, after overwriting the sweep
+    directory's multirun.yaml: a typo in a swept key, a value of the wrong type, a missing option of a swept
+    group), else the first job's bad-input error when every job of the sweep has one, else None. A job is
+    composed only for a value no earlier job had: one job per value of each swept key, not the product."""
+    from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from nst.jobdir import bad_input
+    from nst.preflight import preflight
+
+    jobs, _ = invocation(config.hydra.sweep.dir, config)
+    task = list(config.hydra.overrides.task)  # a value set once for all jobs, quoted as typed (1e4, not 10000.0)
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())  # for glob() sweeps
+    once = {o.key_or_group for o in parser.parse_overrides(task) if not o.is_sweep_override()}
+    as_typed = {k: v for k, v in typed_overrides(task).items() if k in once}
+    first: BaseException | None = None
+    passed, seen = False, set()
+    for overrides in (jobs or {}).values():
+        if passed and seen.issuperset(overrides):
+            continue
+        seen.update(overrides)
+        try:
+            cfg = compose(config.hydra.job.config_name, overrides=overrides)
+        except (HydraException, OmegaConfBaseException) as e:
+            return e
+        if passed:
+            continue
+        typed = typed_overrides(overrides) | as_typed
+        try:
+            preflight(resolved(cfg, typed), typed)
+            passed = True
+        except bad_input() as e:
+            first = first or e
+    return None if passed else first
+
+
+# Hydra's own launchers' settings: {launcher target prefix: {key: rules for nst.config.check_number}}. Each failed
+# after Hydra had written multirun.yaml over an earlier sweep's (joblib n_jobs=0 "has no meaning"; submitit
+# timeout_min=0 UncompletedJobError, tasks_per_node=0 IndexError with two tracebacks)
+JOBLIB = "hydra_plugins.hydra_joblib_launcher."
+LAUNCHER_NUMBERS = {
+    JOBLIB: {"timeout": {"strict": True, "null": True}},
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher": {
+        "timeout_min": {"strict": True}, "cpus_per_task": {"low": 1, "integer": True, "null": True},
+        "gpus_per_node": {"integer": True, "null": True}, "tasks_per_node": {"low": 1, "integer": True},
+        "nodes": {"low": 1, "high": 1, "integer": True}, "mem_gb": {"strict": True, "null": True}},
+}
+
+
+def launcher_settings(launcher: Mapping[str, Any], typed: Mapping[str, str]) -> None:
+    """Check the settings of Hydra's joblib and submitit-local launchers (ours check their own in setup)."""
+    target = str(launcher.get("_target_", ""))
+    c = Check({f"hydra.launcher.{k}": v for k, v in launcher.items()}, typed)
+    for prefix, rules in LAUNCHER_NUMBERS.items():
+        if target.startswith(prefix):
+            for key, rule in rules.items():
+                if key in launcher:
+                    check_number(c, f"hydra.launcher.{key}", **rule)
+    if target.startswith(JOBLIB):  # joblib said "prefer=foo is not a valid backend hint", naming no key
+        choice(c, "hydra.launcher.prefer", ("processes", "threads"), null=True)
+        choice(c, "hydra.launcher.backend", ("loky", "multiprocessing", "threading", "sequential"), null=True)
+        n_jobs = launcher.get("n_jobs")
+        if not is_int(n_jobs) or n_jobs == 0:
+            raise c.fail("hydra.launcher.n_jobs", "must be a nonzero integer (jobs at once; -1: one per core); by "
+                                                  "default it is the cores divided by `threads`")
+
+
+def sweep_failures(sweep_dir: Path, started: float) -> list[str]:
+    """Jobs of this command's sweep (started at `started`) that failed: those this process saw fail, and any of its
+    job directories whose metrics.json is not ok, or that started and left none (jobs run by another launcher's
+    processes)."""
+    from nst import jobdir, metrics
+
+    failed = {str(Path(f).resolve()) for f in jobdir.FAILED}
+    if sweep_dir is not None and sweep_dir.is_dir():
+        try:  # this command's jobs only, not other runs' in the same directory
+            jobs, _ = invocation(sweep_dir)
+        except Exception:  # e.g. a glob() sweep, which only a running app can expand: every job directory
+            jobs = None
+        # a job of this command with no directory at all was lost (its launcher never ran it, or the names differ)
+        failed |= {str(sweep_dir.resolve() / name) for name in jobs or []
+                   if not (sweep_dir / name).is_dir()}
+        for d in sweep_dir.resolve().iterdir():
+            if jobs is not None and d.name not in jobs:
+                continue
+            m = metrics.read(d)
+            ok = m is not None and m["status"] == metrics.OK
+            if not ok and (m is not None or (d / ".hydra").is_dir()):
+                failed.add(str(d))
+            latest = d / jobdir.LATEST_FAILED  # each run of a job removes it first: this command's, or one left over
+            if latest.is_file() and (jobs is not None or latest.stat().st_mtime >= started - 1):
+                failed.add(str(d))  # (every job directory, without the job list: this command's, by its time)
+    return sorted(failed)

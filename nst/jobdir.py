@@ -1,0 +1,284 @@
+"""A job's directory, owned here: held while a job writes there, its state (complete, another run's, damaged), the
+records of a failed or interrupted job, and the job's outputs, each written atomically. No Hydra: every launcher
+(the apps, hydra_plugins' batched and SLURM launchers) and the library's own callers use these functions.
+
+A complete job is metrics.json with status ok beside a whole result.png (nst/metrics.py); a failure or an
+interrupt never overwrites one. Importing this module is cheap (no torch): a job claims its directory first.
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from nst.config import expand_paths
+
+log = logging.getLogger("nst")
+
+METRICS = "metrics.json"  # nst.metrics.FILE, named here without importing torch
+OUTPUTS = ("result.png", "history.csv", "config.yaml", METRICS)
+# a job's latest run failed beside its kept complete result (an input made unreadable since): its error line.
+# Before, parallel and local sweeps exited 0 for it, their job processes' failures unseen by the main process.
+LATEST_FAILED = "latest_run_failed.txt"
+
+
+class OtherRun(FileExistsError):
+    """A single run's directory holds another run's results: refused, and nothing is written there."""
+
+
+class Busy(OtherRun):
+    """A job directory that another process holds (claim) while it writes there: refused, nothing written."""
+
+
+class InterruptedJob(Exception):
+    """What metrics.json records for an interrupted job."""
+
+
+# ------------------------------------------------------------------------------------------ the lock
+
+HELD: dict[str, int] = {}  # job directory -> the descriptor of its lock, for this process
+FAILED: set[str] = set()  # job directories whose job failed in this process (for the command's exit status)
+
+
+def claim(out: Path, where: str = "hydra.run.dir") -> None:
+    """Hold a job directory for this process until release(): an exclusive flock on the directory itself, which
+    the kernel drops if the process dies. Two runs into one directory (two single runs started in the same second
+    share outputs/<entry>/<time>; one sweep started twice) overwrote each other's files with no word. `where`:
+    the setting that chose the directory, for the message."""
+    if str(out) in HELD:
+        return
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError:  # no directory: the job's own errors say why
+        fd = -1
+    try:
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Busy(f"{where}: {out} is being written by another run now; wait for it to end, or choose another "
+                   "directory") from None
+    except OSError:  # a file system without locks: unguarded, as before
+        os.close(fd)
+        fd = -1
+    HELD[str(out)] = fd
+
+
+def release(out: Path | None = None) -> None:
+    """Let go of a job directory claimed by this process (every one when out is None)."""
+    for name in [str(out)] if out is not None else list(HELD):
+        fd = HELD.pop(name, -1)
+        if fd >= 0:
+            os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------ its state
+
+def settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config as a job reads it: without `hydra`, `~` expanded in paths."""
+    c = dict(config)
+    c.pop("hydra", None)
+    return expand_paths(c)
+
+
+def inputs_of(config: dict[str, Any]) -> dict[str, str]:
+    """The sha256 prefix of each input file's bytes, by role (nst.inputs.fingerprints)."""
+    from nst.inputs import fingerprints
+    from nst.spec import JobSpec
+
+    return fingerprints(JobSpec.from_config(config))
+
+
+def completed(out: Path) -> bool:
+    """Whether out holds a complete job, from this run or an earlier one."""
+    from nst import metrics
+
+    m = metrics.read(out)
+    return m is not None and m["status"] == metrics.OK and metrics.damage(out) is None
+
+
+def finished(config: dict[str, Any], out: Path) -> dict[str, Any] | None:
+    """The metrics of a job already completed in out with this config and these input bytes, else None."""
+    from nst import metrics
+
+    return metrics.finished(out, config, inputs_of(config))
+
+
+def other_run(config: dict[str, Any], out: Path) -> bool:
+    """Whether out holds the results of a run with another config or other input bytes (a failed or
+    interrupted run's record holds none: the run that fixes it may reuse the directory)."""
+    from nst import metrics
+
+    m = metrics.read(out)
+    if m is None:  # a sweep's directory (Hydra's multirun.yaml) holds its jobs' results
+        return any((Path(out) / name).exists() for name in (*OUTPUTS, "multirun.yaml"))
+    if m.get("status") != metrics.OK and not (Path(out) / "result.png").exists():
+        return False
+    return not metrics.same_run(m, config, inputs_of(config)) and m.get("config") != config
+
+
+def replaced_keys(config: dict[str, Any], out: Path) -> list[str] | None:
+    """What differs between out's complete result and this job: the config keys of its identity, then
+    "<role> file" for each input file of other bytes; None when out holds no complete result."""
+    from nst import metrics
+
+    m = metrics.read(out)  # a record with a status, or None
+    if m is None or m["status"] != metrics.OK:
+        return None
+    now, before = metrics.comparable(config), metrics.comparable(m.get("config") or {})
+    inputs, recorded = inputs_of(config), m.get("inputs") or {}
+    roles = sorted(set(inputs) | set(recorded))
+    return (sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+            + [f"{role} file" for role in roles if inputs.get(role) != recorded.get(role)])
+
+
+def clear_previous(out: Path) -> None:
+    """Remove an earlier run's files from a job directory, so that a redone job never sits beside stale ones."""
+    for name in OUTPUTS:
+        (Path(out) / name).unlink(missing_ok=True)
+
+
+def start(config: dict[str, Any], out: Path, typed: dict[str, str] | None = None, *, multirun: bool,
+          clear: bool = True, where: str = "hydra.run.dir") -> dict[str, Any] | None:
+    """Before a job runs: hold its directory, check its config (nst.preflight: before any image is read), and
+    return its metrics when it is complete already (resume); else make the directory ready: a redone job never
+    sits beside an earlier run's files, and a single run never overwrites another run's. clear=False leaves an
+    earlier run's files for the caller to remove when the job's own run ends (the batched launcher)."""
+    claim(out, where)
+    from nst import metrics
+    from nst.preflight import preflight
+
+    (out / LATEST_FAILED).unlink(missing_ok=True)  # this run's own, if it fails
+    preflight(config, typed)
+    done = finished(config, out)
+    if done is not None:  # resume: a re-run redoes only missing, failed or changed jobs
+        log.info("job %s is complete, skipped", out.name)
+        return done
+    damaged = metrics.damage(out) if (metrics.read(out) or {}).get("status") == metrics.OK else None
+    if damaged:
+        log.warning("job %s: %s; the job is redone", out.name, damaged)
+    changed = replaced_keys(config, out) if multirun and not damaged else None  # redone: not silently
+    if changed is not None:
+        log.warning("job %s: replacing the complete result of an earlier run (%s)", out.name,
+                    f"other {', '.join(changed)}")
+    if not multirun and other_run(config, out):
+        raise OtherRun(f"hydra.run.dir {str(out)!r} holds another run's results (another config, other input "
+                       "files, or a sweep); choose another directory or remove them")
+    if clear or damaged:
+        clear_previous(out)
+    return None
+
+
+# ------------------------------------------------------------------------------------------ outputs and records
+
+def history_csv(history: list[dict[str, Any]]) -> str:
+    """Loss terms per iteration (rows of dicts with the same keys) as CSV text."""
+    buf = io.StringIO()
+    if history:
+        writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows({k: round(v, 6) if k == "seconds" else v for k, v in row.items()} for row in history)
+    return buf.getvalue()
+
+
+def write_outputs(out: Path, config: dict[str, Any], result: Any, record: dict[str, Any]) -> None:
+    """A finished job's files (`result` an nst.run.JobResult), metrics.json last."""
+    import yaml
+
+    from nst import metrics
+    from nst.files import write_text
+    from nst.images import save_png
+
+    save_png(result.rgb, out / "result.png")
+    write_text(out / "history.csv", history_csv(result.history))
+    write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    metrics.write(out, record)
+
+
+def describe(error: BaseException) -> str:
+    """A job's error in one line: our own messages (bad input) as they are, anything else with its type."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = (lines[0] + (" …" if len(lines) > 1 else "")) if lines else ""
+    if isinstance(error, bad_input()) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def bad_input() -> tuple[type[BaseException], ...]:
+    """Errors of a job that mean bad input (exit 2) rather than a bug (exit 1)."""
+    from nst.engine import NonFiniteLoss
+
+    return (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
+            NonFiniteLoss)
+
+
+def write_failure(config: dict[str, Any], out: Path, error: BaseException, status: str = "failed") -> dict[str, Any]:
+    """Record a failed (or interrupted) job in metrics.json so reports show it, history.csv holding the iterations
+    it completed."""
+    from nst import metrics
+    from nst.files import write_text
+
+    record = metrics.failure(config, error, status)
+    rows = metrics.noted(error).get("history")
+    if rows:
+        write_text(Path(out) / "history.csv", history_csv(rows))
+    else:  # an earlier failed run's, which figures would draw as this one's (a complete result never gets here)
+        (Path(out) / "history.csv").unlink(missing_ok=True)
+    metrics.write(out, record)
+    return record
+
+
+def record_failure(config: dict[str, Any], out: Path, error: BaseException, status: str = "failed") -> None:
+    """metrics.json with the status and the error, unless out holds a complete job (kept as it was: its latest
+    run's error goes to latest_run_failed.txt beside it, for the command's exit status)."""
+    if completed(out):
+        log.warning("job %s: %s; the complete result already in %s is kept", out.name, status, out)
+        if status == "failed":  # for the exit status of the command, whichever process ran the job
+            try:
+                from nst.files import write_text
+
+                write_text(out / LATEST_FAILED, f"{describe(error)}\n")
+            except OSError:
+                pass
+        return
+    try:
+        write_failure(config, out, error, status=status)
+    except Exception as e:  # the directory itself may be the problem: the error is still reported
+        log.error("job %s: could not record the failure in %s: %s", out.name, out, e)
+
+
+def fail(config: dict[str, Any], out: Path, error: BaseException) -> str:
+    """A job of a sweep failed: record it (not in another run's directory), count it for the exit status; its
+    one-line description (for the log)."""
+    if not isinstance(error, Busy):
+        record_failure(config, out, error)
+    FAILED.add(str(out))
+    return describe(error)
+
+
+def interrupt_line(error: BaseException) -> str:
+    """`interrupted after N iterations` (N from nst.engine's Interrupted), or `interrupted` when unknown."""
+    n = getattr(error, "iterations", None)
+    return f"interrupted after {n} iteration{'' if n == 1 else 's'}" if n is not None else "interrupted"
+
+
+def record_interrupt(config: dict[str, Any], out: Path, error: BaseException, started: float,
+                     before_start: bool = False) -> None:
+    """An interrupted job: metrics.json says "interrupted" (before_start: before it started, a batched launcher's
+    later job); a result.png this run wrote without its metrics.json (interrupted between the two) is removed.
+    A complete job (finished just now, or earlier) is left as it is."""
+    from nst import metrics
+
+    if completed(out):
+        return
+    result = out / "result.png"
+    if result.is_file() and result.stat().st_mtime >= started - 1:  # 1 s: file systems with coarse times
+        result.unlink(missing_ok=True)
+    stop = InterruptedJob("interrupted before it started" if before_start else interrupt_line(error))
+    # what it had done; none for a job that had not started (the error is the running job's: a batched launcher's)
+    record_failure(config, out, metrics.note(stop, **({} if before_start else metrics.noted(error))),
+                   status="interrupted")
