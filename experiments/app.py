@@ -31,6 +31,7 @@ from experiments.config import resolved, typed_overrides
 from experiments.errors import JobFailed, describe_hydra_error, is_bad_input, refused_arguments
 from experiments.sweeps import sweep_failures
 from nst import jobdir
+from nst.processes import stop_children
 
 log = logging.getLogger("nst")
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
@@ -106,56 +107,6 @@ def on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-def descendants() -> list[Any]:
-    """This process's live descendants (psutil), without zombies and multiprocessing's resource trackers (they
-    ignore SIGINT and outlive the jobs)."""
-    import psutil
-
-    def alive(p: Any) -> bool:
-        try:
-            return p.status() != psutil.STATUS_ZOMBIE and not any("resource_tracker" in a for a in p.cmdline())
-        except psutil.Error:  # gone meanwhile
-            return False
-
-    return [p for p in psutil.Process().children(recursive=True) if alive(p)]
-
-
-def stop_job_processes(grace: float = 2.0, patience: float = 15.0) -> None:
-    """An interrupt of the main process alone (SIGTERM from a scheduler or `kill`, SIGINT from `kill -INT`) left
-    hydra/launcher=local's job processes running: they finished after the report had called their jobs missing,
-    re-parented to init. Give them `grace` seconds to stop on their own (Ctrl-C reaches the whole process group),
-    then send SIGINT to each job process (the leaves: submitit's task under its controller), and wait up to
-    `patience` seconds for them to record their interrupts (well within SLURM's 30 s between SIGTERM and SIGKILL).
-    Joblib's workers are gone by then: joblib kills them on the interrupt, and their jobs are "unfinished"."""
-    import psutil
-
-    live = wait_for_descendants(grace)
-    parents = set()
-    for p in live:
-        try:
-            parents.add(p.ppid())
-        except psutil.Error:
-            pass
-    for p in live:
-        if p.pid not in parents:
-            try:
-                p.send_signal(signal.SIGINT)
-            except psutil.Error:
-                pass
-    if live:
-        wait_for_descendants(patience)
-
-
-def wait_for_descendants(seconds: float) -> list[Any]:
-    """Wait until this process has no live descendants, or `seconds` have passed; those still alive."""
-    deadline = time.monotonic() + seconds
-    live = descendants()
-    while live and time.monotonic() < deadline:
-        time.sleep(0.1)
-        live = descendants()
-    return live
-
-
 def report_after_interrupt() -> Path | None:
     """The report of the jobs that finished, when a sweep was interrupted before on_multirun_end."""
     if SESSION.sweep_dir is None or SESSION.reported or not SESSION.sweep_dir.is_dir():  # none yet: nothing ran
@@ -206,7 +157,7 @@ def entry(config_name: str) -> None:
         code = EXIT_SIGTERM if SESSION.terminated or isinstance(e, Terminated) else EXIT_SIGINT
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            stop_job_processes()
+            stop_children()
         except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
             pass
         report = report_after_interrupt()

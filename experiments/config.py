@@ -10,6 +10,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nst import sweep
+from nst.assets import embedded
+from nst.fetch import default_images_root
 from nst.config import ConfigError, JobConfig, expand_paths, number
 
 SCHEMA = "job_schema"  # conf/config.yaml lists it first in its defaults
@@ -71,23 +73,12 @@ def jobs_for_threads(threads: int | None) -> int:
     return 1 if threads is None else max(1, (os.cpu_count() or 1) // threads)
 
 
-def embedded(name: str) -> str:
-    from nst.assets import embedded as path
-
-    return str(path(name))
-
-
-def default_images_root() -> str:
-    from nst.fetch import default_images_root as root
-
-    return root()
-
-
 def register() -> None:
     """Register the schema and the resolvers once (safe to call again)."""
     ConfigStore.instance().store(name=SCHEMA, node=JobConfig, provider="nst-sweeps")
-    for name, fn in {"embedded": embedded, "sweep_dirname": sweep_dirname, "conv_indices": conv_indices,
-                     "jobs_for_threads": jobs_for_threads, "default_images_root": default_images_root}.items():
+    for name, fn in {"embedded": lambda name: str(embedded(name)), "sweep_dirname": sweep_dirname,
+                     "conv_indices": conv_indices, "jobs_for_threads": jobs_for_threads,
+                     "default_images_root": lambda: default_images_root()}.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

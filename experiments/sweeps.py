@@ -15,11 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.config import resolved, typed_overrides
 from experiments.errors import JobFailed
 from nst import sweep
-from nst.config import NOT_IDENTITY, Check, ConfigError, check_number, choice, is_int
+from nst.config import Check, ConfigError, check_number, choice, is_int
 
 log = logging.getLogger("nst")
 MULTIRUN_FILE = "multirun.yaml"  # written by Hydra into the sweep directory when a multirun starts
-NAME_MAX = 255  # bytes in a file name: Linux's ext4, xfs, btrfs, NFS; macOS's APFS
 # launchers whose jobs run on other machines: their devices, memory and files are checked there, not here
 REMOTE_LAUNCHERS = ("hydra_plugins.nst_slurm_launcher.",)
 
@@ -93,40 +92,11 @@ def check_sweep(config: DictConfig) -> None:
 
 
 def shared_directory(config: DictConfig) -> BaseException | None:
-    """The error for a sweep two of whose jobs would write one directory: they differ only in keys that do not
-    name it (threads, max_pixels, ...: nst.config.NOT_IDENTITY), or are listed twice; or one of whose job
-    directories is a file; else None."""
-    seen: dict[str, dict[str, str]] = {}
-    jobs = expand(config)
-    if not jobs:  # `beta=glob(*)` (a glob over a key, not a config group): Hydra launched nothing, exit 1
-        swept = [str(o) for o in config.hydra.overrides.task if "(" in str(o)]
-        return ConfigError(f"{swept[0] if swept else 'the sweep'}: expands to no jobs"
-                           + ("; glob() selects options of a config group (painting=glob(*))"
-                              if swept and "glob(" in swept[0] else ""))
-    for job in jobs:
-        name, parsed = sweep.dirname(job), sweep.parse(job)
-        path = Path(config.hydra.sweep.dir) / name
-        if len(name.encode()) > NAME_MAX:  # else Hydra wrote multirun.yaml, then the job failed: "File name too long"
-            key, value = max(parsed.items(), key=lambda kv: len(sweep.format_value(kv[1])))
-            return ConfigError(f"{key}={value}: job directory {name[:48]}... would be named in {len(name.encode())} "
-                               f"bytes, over the {NAME_MAX} a file name may have; shorten the value (a long file "
-                               "name: link it under a shorter one)")
-        if path.exists() and not path.is_dir():  # else the sweep stopped there, without its report
-            return ConfigError(f"hydra.sweep.dir={config.hydra.sweep.dir}: {path} is a file, where job {name} "
-                               "writes its directory; move the file away or choose another directory")
-        if name in seen:
-            keys = sorted(k for k in parsed.keys() | seen[name].keys() if parsed.get(k) != seen[name].get(k))
-            if not keys:
-                return ConfigError(f"the sweep lists job {name} twice; give each value once")
-            values = ", ".join(f"{k}={seen[name].get(k)} and {k}={parsed.get(k)}" for k in keys)
-            unnamed = [k for k in keys if k in NOT_IDENTITY]
-            if not unnamed:  # beta=1000,1e3: two spellings of one value
-                return ConfigError(f"{values} are one value (directory {name}); give it once")
-            return ConfigError(f"{values}: these jobs would share the directory {name}, as {', '.join(unnamed)} "
-                               "does not name a job's directory (it is not part of a job's identity); run one sweep "
-                               "per value, each in its own hydra.sweep.dir")
-        seen[name] = parsed
-    return None
+    """The error for a sweep two of whose jobs would write one directory, or that a file blocks (nst.sweep.clash),
+    else None."""
+    task = [str(o) for o in config.hydra.overrides.task]
+    why = sweep.clash(expand(config), Path(config.hydra.sweep.dir), task)
+    return ConfigError(why) if why else None
 
 
 def first_error(config: DictConfig) -> BaseException | None:
@@ -199,28 +169,11 @@ def launcher_settings(launcher: Mapping[str, Any], typed: Mapping[str, str]) -> 
 
 
 def sweep_failures(sweep_dir: Path, started: float) -> list[str]:
-    """Jobs of this command's sweep (started at `started`) that failed: those this process saw fail, and any of its
-    job directories whose metrics.json is not ok, or that started and left none (jobs run by another launcher's
-    processes)."""
-    from nst import jobdir, metrics
+    """The job directories of this command's sweep that failed (nst.jobdir.failed_jobs)."""
+    from nst.jobdir import failed_jobs
 
-    failed = {str(Path(f).resolve()) for f in jobdir.FAILED}
-    if sweep_dir is not None and sweep_dir.is_dir():
-        try:  # this command's jobs only, not other runs' in the same directory
-            jobs, _ = invocation(sweep_dir)
-        except Exception:  # e.g. a glob() sweep, which only a running app can expand: every job directory
-            jobs = None
-        # a job of this command with no directory at all was lost (its launcher never ran it, or the names differ)
-        failed |= {str(sweep_dir.resolve() / name) for name in jobs or []
-                   if not (sweep_dir / name).is_dir()}
-        for d in sweep_dir.resolve().iterdir():
-            if jobs is not None and d.name not in jobs:
-                continue
-            m = metrics.read(d)
-            ok = m is not None and m["status"] == metrics.OK
-            if not ok and (m is not None or (d / ".hydra").is_dir()):
-                failed.add(str(d))
-            latest = d / jobdir.LATEST_FAILED  # each run of a job removes it first: this command's, or one left over
-            if latest.is_file() and (jobs is not None or latest.stat().st_mtime >= started - 1):
-                failed.add(str(d))  # (every job directory, without the job list: this command's, by its time)
-    return sorted(failed)
+    try:  # this command's jobs only, not other runs' in the same directory
+        jobs, _ = invocation(sweep_dir) if sweep_dir.is_dir() else (None, None)
+    except Exception:  # e.g. a glob() sweep, which only a running app can expand: every job directory
+        jobs = None
+    return failed_jobs(sweep_dir, None if jobs is None else list(jobs), started)

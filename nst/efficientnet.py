@@ -15,7 +15,7 @@ convs have no index: the network never rectifies them (MobileNetV2's linear bott
 the same map, and the generic rule of nst/features.py would read relu(BatchNorm output), a feature the network
 never computes; what follows a project conv is its block's output (plus the skip), not a conv's response.
 Block outputs are read by name, `_blocks.5`. Measured on the embedded photo (content reconstruction, 128 px, 100
-iterations; README "EfficientNet-Lite0"): a block output reconstructs within 0.3 dB of the ReLU6 output of the
+iterations; docs/backbones.md "EfficientNet-Lite0"): a block output reconstructs within 0.3 dB of the ReLU6 output of the
 expand conv that reads it, except block 0's (18.4 dB against 12.2; the indices before it, the stem and block 0's
 depthwise conv, give 32.0 and 20.3 dB with the default pre-activation tap).
 Names are the package's module paths (`_blocks.3._depthwise_conv`), with our activations `_act0` (after `_bn0`)

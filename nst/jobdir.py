@@ -12,6 +12,7 @@ import fcntl
 import io
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -210,10 +211,9 @@ def describe(error: BaseException) -> str:
 
 def bad_input() -> tuple[type[BaseException], ...]:
     """Errors of a job that mean bad input (exit 2) rather than a bug (exit 1)."""
-    from nst.engine import NonFiniteLoss
-
+    engine = sys.modules.get("nst.engine")  # not imported (torch): none of its errors can have been raised
     return (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
-            NonFiniteLoss)
+            *([engine.NonFiniteLoss] if engine else []))
 
 
 def write_failure(config: dict[str, Any], out: Path, error: BaseException, status: str = "failed") -> dict[str, Any]:
@@ -258,6 +258,29 @@ def fail(config: dict[str, Any], out: Path, error: BaseException) -> str:
         record_failure(config, out, error)
     FAILED.add(str(out))
     return describe(error)
+
+
+def failed_jobs(sweep_dir: Path, jobs: list[str] | None, started: float) -> list[str]:
+    """The job directories of a sweep's run (`jobs`: their names; None: every directory, this run's by its time
+    `started`) that failed: those this process saw fail (FAILED), and any whose metrics.json is not ok, that
+    started and left none (jobs run by another launcher's processes), or whose latest run failed beside a kept
+    complete result; a job of the run with no directory at all was lost (its launcher never ran it)."""
+    from nst import metrics
+
+    failed = {str(Path(f).resolve()) for f in FAILED}
+    if not sweep_dir.is_dir():
+        return sorted(failed)
+    failed |= {str(sweep_dir.resolve() / name) for name in jobs or [] if not (sweep_dir / name).is_dir()}
+    for d in sweep_dir.resolve().iterdir():
+        if jobs is not None and d.name not in jobs:
+            continue
+        m = metrics.read(d)
+        if (m is None or m["status"] != metrics.OK) and (m is not None or (d / ".hydra").is_dir()):
+            failed.add(str(d))
+        latest = d / LATEST_FAILED  # each run of a job removes it first: this run's, or one left over
+        if latest.is_file() and (jobs is not None or latest.stat().st_mtime >= started - 1):
+            failed.add(str(d))
+    return sorted(failed)
 
 
 def interrupt_line(error: BaseException) -> str:

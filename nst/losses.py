@@ -17,7 +17,7 @@ import torch
 # Seed-convention style constant for the original (Caffe, 0..255 input) weights. Their activations are ~58x those
 # of torchvision-normalised inputs, so the Gram term is ~58^4 larger than in the torchvision-based write-up;
 # calibrated on real images so that the write-up's beta range 1e2..1e6 (alpha = 1, content index 4) runs from
-# content- to style-dominated along every row of its grid (README "Loss conventions"). Other weights: 1.
+# content- to style-dominated along every row of its grid (docs/losses.md "Loss conventions"). Other weights: 1.
 SEED_STYLE_SCALE = {"original": 3e-4}
 
 

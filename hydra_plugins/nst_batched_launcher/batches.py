@@ -2,8 +2,11 @@
 pending ones batched (nst/batch.py).
 
 Every job still gets its own directory with .hydra/, result.png, history.csv, config.yaml and metrics.json; a
-job that fails (bad input, NaN) is recorded as failed alone; complete jobs are skipped (resume). No `from __future__ import annotations`: Hydra's plugin scan loads this module
-outside sys.modules, where dataclasses cannot resolve string annotations.
+job that fails (bad input, NaN) is recorded as failed alone; complete jobs are skipped (resume).
+
+Hydra's plugin scan imports this module at the start of every command: the library (torch) is imported when a
+batched sweep runs, not here. No `from __future__ import annotations`: the scan loads it outside sys.modules,
+where dataclasses cannot resolve string annotations.
 """
 
 import logging
@@ -13,18 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
 from experiments.config import resolved, typed_overrides
-from nst import jobdir, metrics
-from nst.batch import run_all
-from nst.engine import Interrupted
-from nst.inputs import fingerprints
-from nst.spec import JobSpec
+from nst import jobdir
 
 log = logging.getLogger("nst")
 
@@ -35,7 +33,7 @@ class Pending:
 
     out: Path
     config: dict[str, Any]
-    spec: JobSpec
+    spec: Any  # nst.spec.JobSpec
     inputs: dict[str, str]
 
 
@@ -58,6 +56,9 @@ def prepare(cfg: DictConfig) -> Pending | float | None:
         jobdir.release(out)  # only the jobs still to run stay held (one open directory each)
         return done["total_loss"]
     try:
+        from nst.inputs import fingerprints
+        from nst.spec import JobSpec
+
         spec = JobSpec.from_config(config)
         return Pending(out, config, spec, fingerprints(spec))
     except Exception as e:  # to be redone, and failed: its failure replaces the earlier result, as in start
@@ -75,6 +76,12 @@ def fail(config: dict[str, Any], out: Path, error: BaseException) -> None:
 def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
            initial_job_idx: int, batch_size: int, memory_mb: float | None = None) -> list[JobReturn]:
     """Prepare every job (Hydra's run_job: directories, .hydra/, logs), then run the pending ones in batches."""
+    import torch
+
+    from nst import metrics
+    from nst.batch import run_all
+    from nst.engine import Interrupted
+
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
