@@ -52,7 +52,7 @@ def set_pooling(cnn: nn.Module, pooling: str) -> nn.Module:
 
 def torchvision_backbone(arch: str, weights: str, *, pooling: str = "max", seed: int = 0) -> nn.Module:
     """A frozen torchvision `arch` with a state_dict file (`weights` a path) or seeded random weights."""
-    if str(arch).startswith(TRANSFORMERS):  # as validation says it (layer_scan's sweep reaches here first)
+    if str(arch).startswith(TRANSFORMERS):  # as nst.preflight says it (layer_scan's sweep reaches here first)
         raise ValueError(f"arch {arch!r} {TRANSFORMER_REFUSAL}")
     if arch not in architectures() or arch in OWN:
         raise ValueError(f"arch {arch!r} is not a torchvision architecture; e.g. vgg16, vgg19, resnet18, alexnet")

@@ -239,7 +239,7 @@ def run_group(specs: Sequence[JobSpec], memory_mb: float | None = None) -> Itera
 def fitting(models: Sequence[StyleTransfer], size: tuple[int, int], history: int, device: torch.device,
             memory_mb: float | None) -> int:
     """How many of these jobs one batch can hold by nst.memory's estimate in memory_mb (None: what the device has
-    free): all of them where that is unknown, and at least one (validation has checked each job alone)."""
+    free): all of them where that is unknown, and at least one (nst.preflight has checked each job alone)."""
     free = memory.available_mb(device) if memory_mb is None else memory_mb
     if free is None or len(models) == 1:
         return len(models)

@@ -26,7 +26,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="batched_base", node=B
 
 
 class BatchedLauncher(Launcher):
-    """Prepares every job as Hydra's basic launcher would (directory, .hydra/, validation, resume), then runs
+    """Prepares every job as Hydra's basic launcher would (directory, .hydra/, preflight, resume), then runs
     the jobs that are not done in batches of compatible ones."""
 
     def __init__(self, batch_size: int = 32, memory_mb: Optional[float] = None) -> None:
