@@ -140,7 +140,7 @@ def entry(config_name: str) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
     # A command started in the background by a non-interactive shell (`nohup cmd &`, a script's `cmd &`) inherits
     # SIGINT ignored, and so would its job processes: `kill -INT` did nothing, and on `kill PID` the local
-    # launcher's jobs ignored stop_job_processes' SIGINT and ran on after the report had called them unfinished.
+    # launcher's jobs ignored stop_children's SIGINT and ran on after the report had called them unfinished.
     # Restored to Python's KeyboardInterrupt here; the job processes then start with the default disposition.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)

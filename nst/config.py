@@ -78,7 +78,8 @@ class JobConfig:
     style_layer_weights: Any = key()  # null or one weight per style layer
     loss: str = key(report=4, choices="nst.losses:CONVENTIONS")
     tap: Optional[str] = key(choices="nst.features:TAPS")
-    style_loss: str = key(report=10, column="style_loss_fn", label="style loss", choices="nst.style_losses:STYLE_LOSSES")  # not "loss": the convention's
+    # its report column is not "style_loss": that is the metric; its label not "loss": that is the convention's
+    style_loss: str = key(report=10, column="style_loss_fn", label="style loss", choices="nst.style_losses:STYLE_LOSSES")
     tv_weight: float = key(low=0, columns=4)
     preserve_color: Optional[str] = key(choices="nst.color:MODES")
     arch: str = key(report=0)
@@ -115,7 +116,8 @@ def keys(**wanted: Any) -> tuple[str, ...]:
 
 def ranked(role: str) -> list[str]:
     """The keys with a rank for `role` ("report", "columns"), in rank order."""
-    return sorted((n for n, f in FIELDS.items() if f.metadata[role] is not None), key=lambda n: FIELDS[n].metadata[role])
+    named = [n for n, f in FIELDS.items() if f.metadata[role] is not None]
+    return sorted(named, key=lambda n: FIELDS[n].metadata[role])
 
 
 NOT_IDENTITY = keys(identity=False)  # left out of the resume comparison and of job directory names
@@ -242,8 +244,8 @@ def check_number(c: Check, name: str, *, low: float | None = 0.0, high: float | 
     value = c.get(name)
     if value is None and null:
         return
-    ok = (is_int(value) if integer else is_number(value)) and (low is None or (value > low if strict else value >= low)) \
-        and (high is None or value <= high)
+    ok = is_int(value) if integer else is_number(value)
+    ok = ok and (low is None or (value > low if strict else value >= low)) and (high is None or value <= high)
     if not ok:
         raise c.fail(name, expectation(low=low, high=high, strict=strict, integer=integer, null=null))
 

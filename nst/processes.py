@@ -23,9 +23,10 @@ def descendants() -> list[Any]:
 def stop_children(grace: float = 2.0, patience: float = 15.0) -> None:
     """Stop this process's job processes after an interrupt of this process alone (SIGTERM from a scheduler or
     `kill`, SIGINT from `kill -INT`): they ran on (hydra/launcher=local's), finishing after the report had called
-    their jobs missing, re-parented to init. Give them `grace` seconds to stop on their own (Ctrl-C reaches the whole process group),
-    then send SIGINT to each job process (the leaves: submitit's task under its controller), and wait up to
-    `patience` seconds for them to record their interrupts (well within SLURM's 30 s between SIGTERM and SIGKILL).
+    their jobs missing, re-parented to init. Give them `grace` seconds to stop on their own (Ctrl-C reaches the
+    whole process group), then send SIGINT to each job process (the leaves: submitit's task under its controller),
+    and wait up to `patience` seconds for them to record their interrupts (well within SLURM's 30 s between SIGTERM
+    and SIGKILL).
     Joblib's workers are gone by then: joblib kills them on the interrupt, and their jobs are "unfinished"."""
     import psutil
 
