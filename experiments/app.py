@@ -29,9 +29,9 @@ from omegaconf import DictConfig
 
 from experiments.config import resolved, typed_overrides
 from experiments.errors import JobFailed, describe_hydra_error, is_bad_input, refused_arguments
-from experiments.sweeps import sweep_failures
+from experiments.sweeps import REMOTE_LAUNCHERS, sweep_failures
 from nst import jobdir
-from nst.processes import stop_children
+from nst.processes import RUN, exit_with, new_run, stop_children
 
 log = logging.getLogger("nst")
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
@@ -68,6 +68,8 @@ def main(cfg: DictConfig) -> float | None:
     started, config, bars = time.time(), {}, None
     try:
         where = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        if multirun and not str(hc.launcher.get("_target_", "")).startswith(REMOTE_LAUNCHERS):
+            exit_with(os.environ.get(RUN, ""), busy=lambda: bool(jobdir.HELD))  # a job process: not beyond its command
         jobdir.claim(out, where)  # first: an interrupt from here on is recorded (the imports below take seconds)
         typed = typed_overrides(hc.overrides.task)
         config = resolved(cfg, typed)
@@ -87,7 +89,7 @@ def main(cfg: DictConfig) -> float | None:
         raise
     except Exception as e:
         if multirun:
-            log.error("job %s failed: %s", out.name, jobdir.fail(config, out, e))
+            jobdir.fail(config, out, e)
             return None
         if not isinstance(e, jobdir.OtherRun):  # a directory refused is left as it was (but Hydra's .hydra/,
             jobdir.record_failure(config, out, e)  # written before any of our code runs)
@@ -100,9 +102,18 @@ def main(cfg: DictConfig) -> float | None:
 
 # ------------------------------------------------------------------------------------------ the entry point
 
+def on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C: unwind once, like Python's own handler; later ones (two or three in half a second) are ignored, so
+    that the interrupted job's record and the report of what finished are still written (they ended the command
+    without either)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt()
+
+
 def on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM (SLURM's preemption and time limit, `kill`): unwind like Ctrl-C."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meanwhile does not cut the report short
     SESSION.terminated = True
     raise Terminated()
 
@@ -114,13 +125,11 @@ def report_after_interrupt() -> Path | None:
     try:
         from experiments.report import publish
 
-        print(publish(SESSION.sweep_dir))
+        print(publish(SESSION.sweep_dir, started=SESSION.started))
         SESSION.reported = True
         return SESSION.sweep_dir / "report.csv"
-    except KeyboardInterrupt:  # a second Ctrl-C: leave without the report
-        return None
     except Exception as e:
-        log.error("report of %s failed: %s: %s", SESSION.sweep_dir, type(e).__name__, e)
+        log.error("report of %s failed: %s", SESSION.sweep_dir, jobdir.describe(e))
         return None
 
 
@@ -138,12 +147,15 @@ def entry(config_name: str) -> None:
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises its errors here, and we print them in one line
     signal.signal(signal.SIGTERM, on_sigterm)
-    # A command started in the background by a non-interactive shell (`nohup cmd &`, a script's `cmd &`) inherits
-    # SIGINT ignored, and so would its job processes: `kill -INT` did nothing, and on `kill PID` the local
-    # launcher's jobs ignored stop_children's SIGINT and ran on after the report had called them unfinished.
-    # Restored to Python's KeyboardInterrupt here; the job processes then start with the default disposition.
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Also for a command started in the background by a non-interactive shell (`nohup cmd &`, a script's `cmd &`),
+    # which inherits SIGINT ignored, as would its job processes: `kill -INT` did nothing, and on `kill PID` the
+    # local launcher's jobs ignored stop_children's SIGINT and ran on after the report had called them unfinished.
+    # The job processes start with the default disposition (exec resets a handler).
+    signal.signal(signal.SIGINT, on_sigint)
+    new_run()  # $NST_RUN: this command's id, in its jobs' records and processes (nst/processes.py)
+    # a log file on a full disk or a read-only directory: the console's line stays, without Python's
+    # "--- Logging error ---" traceback for every record the file handler could not write
+    logging.raiseExceptions = False
     multirun = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]  # Hydra's parser wants them first
     sys.argv[1:] = multirun + [a for a in sys.argv[1:] if a not in multirun]
     refused = refused_arguments(config_name)
@@ -156,14 +168,12 @@ def entry(config_name: str) -> None:
     except KeyboardInterrupt as e:
         code = EXIT_SIGTERM if SESSION.terminated or isinstance(e, Terminated) else EXIT_SIGINT
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            stop_children()
-        except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
-            pass
+        stop_children()
         report = report_after_interrupt()
         where = f" (job {SESSION.interrupted_job})" if SESSION.interrupted_job else ""
         tail = f"; report of the finished jobs: {report}" if report else ""
         print(f"{jobdir.interrupt_line(e)}{where}{tail}", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # for a caller in this process (the tests)
         sys.exit(code)
     except BrokenPipeError:  # `... --help | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -176,7 +186,7 @@ def entry(config_name: str) -> None:
             print(f"error: {describe_hydra_error(e)}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
         line = jobdir.describe(e)
-        code = EXIT_BAD_INPUT if isinstance(e, jobdir.bad_input()) else EXIT_FAILED
+        code = EXIT_BAD_INPUT if isinstance(e, jobdir.bad_input()) or jobdir.write_error(e) else EXIT_FAILED
         if code == EXIT_FAILED:
             line += " (HYDRA_FULL_ERROR=1 shows the traceback)"
         print(f"error: {line}", file=sys.stderr)
@@ -189,8 +199,10 @@ def entry(config_name: str) -> None:
     failed = sweep_failures(SESSION.sweep_dir, SESSION.started) if SESSION.sweep_dir is not None else []
     if failed:
         many = len(failed) > 1
+        see = "the report could not be written (above)" if SESSION.report_failed else \
+            f"see {SESSION.sweep_dir / 'report.csv'}"
         print(f"error: {len(failed)} job{'s' * many} of the sweep failed ({'e.g. ' * many}{Path(failed[0]).name}); "
-              f"see {SESSION.sweep_dir / 'report.csv'}", file=sys.stderr)
+              f"{see}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     if SESSION.report_failed:
         print(f"error: the report of {SESSION.sweep_dir} failed (above); the jobs' files are kept", file=sys.stderr)

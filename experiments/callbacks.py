@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from experiments.app import SESSION
-from experiments.sweeps import check_sweep
+from experiments.errors import JobFailed
+from experiments.sweeps import MULTIRUN_FILE, check_sweep
+from nst import jobdir
+from nst.files import naming
+from nst.processes import RUN
 
 log = logging.getLogger("nst")
 
@@ -23,6 +29,20 @@ class SweepReport(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         SESSION.sweep_dir, SESSION.reported = Path(config.hydra.sweep.dir), False
         check_sweep(config)  # a sweep none of whose jobs could run is refused before it starts
+        # every job, in whatever process runs it, knows its command ($NST_RUN: its record's `run`; a job process
+        # exits when its command is gone): Hydra sets it for each job; a reused joblib worker's own is an earlier one's
+        with read_write(config.hydra.overrides):
+            config.hydra.overrides.hydra.append(f"++hydra.job.env_set.{RUN}='{os.environ[RUN]}'")
+        # Hydra's sweeper rewrites multirun.yaml in place next: on a full disk, an earlier sweep's was left empty
+        # (the report finds the sweep's jobs by it). Its new text is written beside it first, or refused in one line
+        if (SESSION.sweep_dir / MULTIRUN_FILE).is_file():
+            try:
+                with tempfile.TemporaryFile(dir=SESSION.sweep_dir) as f:
+                    f.write(OmegaConf.to_yaml(config).encode())
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:  # said as Hydra's own failure to make the directory is
+                raise JobFailed(naming(e, SESSION.sweep_dir / MULTIRUN_FILE), before_sweep=True) from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from experiments.report import publish
@@ -30,8 +50,8 @@ class SweepReport(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         SESSION.sweep_dir = sweep_dir
         try:
-            print(publish(sweep_dir))
+            print(publish(sweep_dir, started=SESSION.started))
         except Exception as e:  # the jobs' files stay; the report can be rebuilt with experiments.report
-            log.error("report of %s failed: %s: %s", sweep_dir, type(e).__name__, e)
+            log.error("report of %s failed: %s", sweep_dir, jobdir.describe(e))
             SESSION.report_failed = True
         SESSION.reported = True

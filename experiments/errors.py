@@ -9,7 +9,7 @@ from pathlib import Path
 
 import conf
 from nst.config import FIELDS, OPTIMIZER_FIELDS, ConfigError, expectation, number_rule
-from nst.jobdir import bad_input
+from nst.jobdir import bad_input, write_error
 
 # conf/'s config groups (one option each): its folders but hydra/
 GROUPS = tuple(sorted(p.name for p in Path(conf.__file__).parent.iterdir() if p.is_dir()
@@ -181,8 +181,9 @@ def describe_hydra_error(error: BaseException) -> str:
         else:
             typed = None
         why = error.strerror or type(error).__name__
+        what = "write" if write_error(error) else "create the output directory"
         if typed:
-            return f"{typed}: cannot create the output directory {str(error.filename)!r}: {why}"
+            return f"{typed}: cannot {what} {str(error.filename)!r}: {why}"
         return (f"cannot create {str(error.filename)!r}: {why} (the output directory is set by hydra.run.dir, "
                 "or hydra.sweep.dir with -m)")
     return f"{type(error).__name__}: {first_line(error)}"

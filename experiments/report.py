@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -11,14 +12,18 @@ from omegaconf import DictConfig
 
 from experiments.sweeps import MULTIRUN_FILE, invocation
 from nst import figures, jobdir, report
+from nst.processes import RUN
 
 def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | None = None,
-            every_job: bool = False) -> str:
+            every_job: bool = False, started: float | None = None) -> str:
     """Write the report (and the figures) of a sweep directory: the jobs of its last sweep (multirun.yaml), or
     with `every_job` of every job directory in it; returns the console summary. A figure of an earlier report
-    that this one does not draw (a grid, after a re-run of one row) is removed, as report.write does its pivots."""
+    that this one does not draw (a grid, after a re-run of one row) is removed, as report.write does its pivots.
+    `started`: when the command that ran the sweep started (else multirun.yaml's time: another run of the same
+    sweep rewrites it)."""
     sweep_dir = Path(sweep_dir)
-    jobs, started = (None, None) if every_job else invocation(sweep_dir, config)
+    jobs, written = (None, None) if every_job else invocation(sweep_dir, config)
+    started = started or written
     listed = jobs is None and sweep_dir.is_dir()
     inner = sorted(d.name for d in sweep_dir.iterdir() if (d / MULTIRUN_FILE).is_file()) \
         if listed else []  # sweeps inside: a folder such as outputs/transfer/
@@ -30,7 +35,7 @@ def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | No
         raise ValueError(f"{str(sweep_dir)!r} holds sweeps, not jobs ({', '.join(inner[:3])}"
                          f"{', ...' if len(inner) > 3 else ''}); report each: python -m experiments.report "
                          f"{sweep_dir / inner[0]}")
-    df, summary = report.write(sweep_dir, jobs, started=started)
+    df, summary = report.write(sweep_dir, jobs, started=started, run=os.environ.get(RUN))
     if inner:  # its single runs are reported; the sweeps beside them are not mixed in
         summary += (f"\nwarning: the sweeps in {sweep_dir} are not in this report ({', '.join(inner[:3])}"
                     f"{', ...' if len(inner) > 3 else ''}); report each on its own")

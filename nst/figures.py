@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from nst.config import LAYER_KEYS  # noqa: E402
+from nst.files import atomic_write  # noqa: E402
 from nst.config import label as key_label  # noqa: E402
 from nst.report import axes, axis_values, held_text, order, plane  # noqa: E402
 from nst.sweep import NAMES_COLUMNS  # noqa: E402
@@ -83,10 +84,13 @@ def _aspect(df: pd.DataFrame, sweep_dir: Path) -> float:
 
 
 def _save(fig, out: Path) -> list[Path]:
+    """out.png and out.pdf, each written atomically (a full disk names the file and leaves no partial one)."""
     paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p, dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        for p in paths:
+            atomic_write(p, lambda tmp, kind=p.suffix[1:]: fig.savefig(tmp, format=kind, dpi=150, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return paths
 
 

@@ -25,19 +25,30 @@ UMASK = _umask()
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
-    """Call write(tmp_path) on a temporary file beside `path`, then rename it into place."""
+    """Call write(tmp_path) on a temporary file beside `path`, then rename it into place. A failure (a full disk, a
+    read-only directory) names `path`, not the temporary file, which is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise naming(e, path) from None
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp's 0600 would hide results from a shared cluster's group
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise naming(e, path) from None
         raise
     return path
+
+
+def naming(error: OSError, path: str | Path) -> OSError:
+    """The same error about `path` (its errno and reason; an error without an errno as it is)."""
+    return type(error)(error.errno, error.strerror, str(path)) if error.errno else error
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -8,6 +8,7 @@ interrupt never overwrites one. Importing this module is cheap (no torch): a job
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import logging
@@ -52,6 +53,9 @@ def claim(out: Path, where: str = "hydra.run.dir") -> None:
     the setting that chose the directory, for the message."""
     if str(out) in HELD:
         return
+    if where == "hydra.sweep.dir" and os.path.islink(out):  # made since the sweep's check (nst.sweep.aliased)
+        raise OtherRun(f"{where}: job directory {out} is a link to {os.path.realpath(out)}; a job writes only into a "
+                   "directory of its own")
     try:
         fd = os.open(out, os.O_RDONLY)
     except OSError:  # no directory: the job's own errors say why
@@ -96,10 +100,53 @@ def inputs_of(config: dict[str, Any]) -> dict[str, str]:
 
 def completed(out: Path) -> bool:
     """Whether out holds a complete job, from this run or an earlier one."""
+    return state(out)[0] == "ok"
+
+
+def state(out: Path) -> tuple[str, str | None, dict[str, Any] | None]:
+    """What a job directory holds, as every reader takes it (the report, the figures, resume, the launchers' exit
+    status): (status, why, its record). "ok" only for a record that says so, is this job's own and lies beside a
+    whole image (nst.metrics.fault); "running" for one another process holds now; else the record's status
+    (failed, interrupted), "hollow", "misplaced", "altered", "damaged", "unreadable", "unfinished" (started, no
+    record: a killed process) or "missing"."""
     from nst import metrics
 
     m = metrics.read(out)
-    return m is not None and m["status"] == metrics.OK and metrics.damage(out) is None
+    if m is not None and m["status"] == metrics.OK:
+        fault = metrics.fault(out, m)
+        if fault is None:
+            return "ok", None, m
+    if held_elsewhere(out):  # another process of this sweep (or another run of it) is writing there now
+        return "running", "another process is running this job now", m
+    if m is not None:
+        return (fault if m["status"] == metrics.OK else (str(m["status"]), m.get("error"))) + (m,)
+    if (out / METRICS).is_file():  # there, but cut short or edited
+        return "unreadable", f"{METRICS} is not a JSON record", None
+    if (out / ".hydra").is_dir():  # started: e.g. a joblib worker killed
+        return "unfinished", f"(no {METRICS}: its process was killed, or is still running)", None
+    return "missing", None, None
+
+
+FAULTS = ("hollow", "misplaced", "altered", "damaged")  # nst.metrics.fault's: an ok record that is not
+
+
+def held_elsewhere(out: Path) -> bool:
+    """Whether another process holds out (claim) now."""
+    if any(os.path.abspath(out) == os.path.abspath(name) for name in HELD):
+        return False
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:  # a file system without locks
+        return False
+    finally:
+        os.close(fd)  # and with it the shared lock
 
 
 def finished(config: dict[str, Any], out: Path) -> dict[str, Any] | None:
@@ -150,7 +197,6 @@ def start(config: dict[str, Any], out: Path, typed: dict[str, str] | None = None
     sits beside an earlier run's files, and a single run never overwrites another run's. clear=False leaves an
     earlier run's files for the caller to remove when the job's own run ends (the batched launcher)."""
     claim(out, where)
-    from nst import metrics
     from nst.preflight import preflight
 
     (out / LATEST_FAILED).unlink(missing_ok=True)  # this run's own, if it fails
@@ -159,10 +205,11 @@ def start(config: dict[str, Any], out: Path, typed: dict[str, str] | None = None
     if done is not None:  # resume: a re-run redoes only missing, failed or changed jobs
         log.info("job %s is complete, skipped", out.name)
         return done
-    damaged = metrics.damage(out) if (metrics.read(out) or {}).get("status") == metrics.OK else None
+    status, why, _ = state(out)
+    damaged = status in FAULTS  # a record that lies, or an image that is not whole
     if damaged:
-        log.warning("job %s: %s; the job is redone", out.name, damaged)
-    changed = replaced_keys(config, out) if multirun and not damaged else None  # redone: not silently
+        log.warning("job %s: %s; the job is redone", out.name, why)
+    changed = replaced_keys(config, out) if multirun and status == "ok" else None  # redone: not silently
     if changed is not None:
         log.warning("job %s: replacing the complete result of an earlier run (%s)", out.name,
                     f"other {', '.join(changed)}")
@@ -200,8 +247,18 @@ def write_outputs(out: Path, config: dict[str, Any], result: Any, record: dict[s
     metrics.write(out, record)
 
 
+WRITE_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG)  # a disk full, read-only, over its quota
+
+
+def write_error(error: BaseException) -> bool:
+    """Whether an error is a write the file system refused (WRITE_ERRORS): bad input (exit 2), not a bug."""
+    return isinstance(error, OSError) and error.errno in WRITE_ERRORS
+
+
 def describe(error: BaseException) -> str:
     """A job's error in one line: our own messages (bad input) as they are, anything else with its type."""
+    if write_error(error) and error.filename:
+        return f"cannot write {error.filename}: {error.strerror}"
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = (lines[0] + (" …" if len(lines) > 1 else "")) if lines else ""
     if isinstance(error, bad_input()) and text:
@@ -247,35 +304,37 @@ def record_failure(config: dict[str, Any], out: Path, error: BaseException, stat
         return
     try:
         write_failure(config, out, error, status=status)
-    except Exception as e:  # the directory itself may be the problem: the error is still reported
-        log.error("job %s: could not record the failure in %s: %s", out.name, out, e)
+    except Exception as e:  # the directory itself may be the problem (a full disk): the job's line says why
+        log.debug("job %s: could not record the failure in %s: %s", out.name, out, e)
 
 
-def fail(config: dict[str, Any], out: Path, error: BaseException) -> str:
-    """A job of a sweep failed: record it (not in another run's directory), count it for the exit status; its
-    one-line description (for the log)."""
-    if not isinstance(error, Busy):
+def fail(config: dict[str, Any], out: Path, error: BaseException) -> None:
+    """A job of a sweep failed: record it, count it for the exit status, say so in one line. A job another process
+    holds (Busy: the same sweep run twice at once) is left to that process: neither failed nor recorded here."""
+    if isinstance(error, Busy):
+        log.warning("job %s is being run by another process now; left to it", out.name)
+        return
+    if not isinstance(error, OtherRun):  # nothing is written into a directory that is not this job's own
         record_failure(config, out, error)
     FAILED.add(str(out))
-    return describe(error)
+    log.error("job %s failed: %s", out.name, describe(error))
 
 
 def failed_jobs(sweep_dir: Path, jobs: list[str] | None, started: float) -> list[str]:
     """The job directories of a sweep's run (`jobs`: their names; None: every directory, this run's by its time
-    `started`) that failed: those this process saw fail (FAILED), and any whose metrics.json is not ok, that
-    started and left none (jobs run by another launcher's processes), or whose latest run failed beside a kept
-    complete result; a job of the run with no directory at all was lost (its launcher never ran it)."""
-    from nst import metrics
-
+    `started`) that failed: those this process saw fail (FAILED), and any that is not ok by `state` (jobs run by
+    another launcher's processes; a record that lies) but those another process is running now, and any whose latest
+    run failed beside a kept complete result; a job of the run with no directory at all was lost (its launcher never
+    ran it)."""
     failed = {str(Path(f).resolve()) for f in FAILED}
     if not sweep_dir.is_dir():
         return sorted(failed)
     failed |= {str(sweep_dir.resolve() / name) for name in jobs or [] if not (sweep_dir / name).is_dir()}
     for d in sweep_dir.resolve().iterdir():
-        if jobs is not None and d.name not in jobs:
+        if (jobs is not None and d.name not in jobs) or not d.is_dir():
             continue
-        m = metrics.read(d)
-        if (m is None or m["status"] != metrics.OK) and (m is not None or (d / ".hydra").is_dir()):
+        status = state(d)[0]
+        if status not in ("ok", "running", "missing"):
             failed.add(str(d))
         latest = d / LATEST_FAILED  # each run of a job removes it first: this run's, or one left over
         if latest.is_file() and (jobs is not None or latest.stat().st_mtime >= started - 1):

@@ -14,11 +14,19 @@ and `total_seconds` its set-up and optimisation. A failed or interrupted job has
 "interrupted", `error`, `seed`, `versions`, `config` and, when it failed or stopped once running (past its
 config and inputs), what it had done: `steps`, `evaluations`, `seconds`, `peak_memory_mb`, `device`, `inputs` and
 (run alone) `total_seconds`, with history.csv holding the iterations it completed. The file is written last, atomically.
+
+Every record also says whose it is: `job`, the name of the directory it was written for; `identity`, a digest of
+that name, the config as a job's identity (`comparable`) and the input hashes; `run`, the command that wrote it
+($NST_RUN, set by experiments.app). Every reader takes a directory's state from `fault` (via nst.jobdir.state): a
+record that says ok but is hollow, another job's (moved or swapped), altered since, or beside no whole image is
+not ok. A record without `job` (written before these fields) is checked for the rest.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
 import math
 import platform
 import subprocess
@@ -32,6 +40,7 @@ import torch
 import nst
 from nst.config import NOT_IDENTITY, names_input_file
 from nst.files import write_text
+from nst.processes import RUN
 
 FILE = "metrics.json"
 OK = "ok"
@@ -129,10 +138,44 @@ def failure(config: dict[str, Any], error: BaseException, status: str = "failed"
             "total_loss": math.nan, "finished_at": time.time()}
 
 
+REQUIRED = ("config", "inputs", "total_loss", "content_loss", "style_loss")  # what an ok record cannot lack
+
+
 def write(out_dir: str | Path, metrics: dict[str, Any]) -> Path:
-    """Write metrics.json into a job directory (atomically), as strict JSON: a NaN or infinite value (a failed job's
-    loss) is null, which jq and JavaScript read (Python's bare NaN is not JSON)."""
-    return write_text(Path(out_dir) / FILE, json.dumps(_finite(metrics), indent=2, allow_nan=False))
+    """Write metrics.json into a job directory (atomically), stamped with whose it is (`job`, `identity`, `run`), as
+    strict JSON: a NaN or infinite value (a failed job's loss) is null, which jq and JavaScript read (Python's bare
+    NaN is not JSON)."""
+    record = _finite({**metrics, "job": job_name(out_dir), "run": os.environ.get(RUN)})
+    record["identity"] = identity(record)
+    return write_text(Path(out_dir) / FILE, json.dumps(record, indent=2, allow_nan=False))
+
+
+def job_name(out_dir: str | Path) -> str:
+    """A job directory's own name (a link's, not its target's: a link to another job's directory is not that job)."""
+    return Path(os.path.abspath(out_dir)).name
+
+
+def identity(record: dict[str, Any]) -> str:
+    """The digest of whose record it is: its job directory's name, its config as a job's identity, its inputs."""
+    text = json.dumps([record.get("job"), comparable(record.get("config") or {}), record.get("inputs")],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fault(out_dir: str | Path, m: dict[str, Any]) -> tuple[str, str] | None:
+    """Why an ok record `m` is no complete job of out_dir, as (status, why): "hollow" (it lacks what a finished job
+    records), "misplaced" (another job's record: moved, copied or swapped), "altered" (its config or inputs edited
+    since), "damaged" (no whole result.png); None for a complete job."""
+    lacking = [k for k in REQUIRED if not isinstance(m.get(k), (dict, int, float)) or isinstance(m.get(k), bool)]
+    if lacking:
+        return "hollow", f"{FILE} says ok but holds no {', '.join(lacking)}"
+    name = job_name(out_dir)
+    if "job" in m and m["job"] != name:
+        return "misplaced", f"{FILE} is the record of job {m['job']}, not of {name}"
+    if "job" in m and m.get("identity") != identity(m):
+        return "altered", f"{FILE}'s config or inputs were changed after its job wrote it"
+    damaged = damage(out_dir)
+    return ("damaged", damaged) if damaged else None
 
 
 def _finite(value: Any) -> Any:
@@ -172,7 +215,7 @@ def same_run(metrics: dict[str, Any], config: dict[str, Any], inputs: dict[str, 
 def finished(out_dir: str | Path, config: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any] | None:
     """The metrics of a job completed in out_dir with this config and inputs, else None (resume redoes it)."""
     m = read(out_dir)
-    ok = m is not None and m.get("status") == OK and damage(out_dir) is None
+    ok = m is not None and m.get("status") == OK and fault(out_dir, m) is None
     return m if ok and same_run(m, config, inputs) else None
 
 

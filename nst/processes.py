@@ -1,9 +1,22 @@
-"""The processes a command started (a launcher's job processes), stopped with it when it is interrupted."""
+"""The processes a command started (a launcher's job processes): the command's id, which they carry; stopped with it
+when it is interrupted; gone when it is killed."""
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
+
+RUN = "NST_RUN"  # the environment variable naming the command a job runs for (its records' `run`)
+
+
+def new_run() -> str:
+    """A fresh id for this command, set in $NST_RUN (inherited by its job processes): host, pid, start time."""
+    os.environ[RUN] = f"{socket.gethostname()}:{os.getpid()}:{time.time():.3f}"
+    return os.environ[RUN]
 
 
 def descendants() -> list[Any]:
@@ -55,3 +68,41 @@ def wait_for_descendants(seconds: float) -> list[Any]:
         time.sleep(0.1)
         live = descendants()
     return live
+
+
+WATCHED: set[int] = set()  # the commands this process watches (a reused joblib worker serves one after another)
+
+
+def exit_with(run: str, busy: Callable[[], bool], patience: float = 15.0, every: float = 1.0) -> None:
+    """In a job process of another process's command (`run`, its $NST_RUN): exit when that command is gone (kill -9
+    of the main process: joblib's idle workers lived on indefinitely). A job still running then is interrupted
+    (SIGINT, where the process handles it: it records "interrupted"); `busy()` says whether one is; the process leaves once it is recorded, or
+    after `patience` seconds. No-op in the command's own process, for another host's, or for a command watched
+    already."""
+    host, _, rest = run.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) in (os.getpid(), *WATCHED):
+        return
+    pid, since = int(pid_text), float(started or 0)
+    WATCHED.add(pid)
+
+    def gone() -> bool:
+        import psutil
+
+        try:
+            p = psutil.Process(pid)
+            return p.status() == psutil.STATUS_ZOMBIE or p.create_time() > since + 1  # a pid reused since
+        except psutil.Error:
+            return True
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(every)
+        if busy() and callable(signal.getsignal(signal.SIGINT)):  # joblib's workers ignore it: left "unfinished"
+            signal.raise_signal(signal.SIGINT)
+            deadline = time.monotonic() + patience
+            while busy() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name=f"nst-watch-{pid}", daemon=True).start()

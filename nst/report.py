@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from nst import config, metrics, sweep
+from nst import config, jobdir, metrics, sweep
 from nst.files import write_text
 
 # shown even when not swept: what tells two sweeps' rows apart once concatenated (pd.concat of two layer scans)
@@ -16,7 +16,7 @@ ALWAYS = config.ranked("report")
 METRICS = ["content_loss", "style_loss", "total_loss", "tv_loss", "gram_style_loss", "content_psnr",
            "saved/content_loss", "saved/style_loss", "saved/total_loss"]
 TAIL = ["steps", "stop_reason", "evaluations", "seconds", "seconds_per_iteration", "peak_memory_mb", "device",
-        "status", "error", "finished_at"]
+        "status", "error", "finished_at", "run"]
 # metrics whose names are config keys get their own columns, so that a swept `steps` (iterations asked for) or
 # `device` (auto) stays the axis; trial F: a steps=40,60 sweep stopped early at 26 read as one axis, and a failed
 # job's null steps made a column of its own
@@ -35,7 +35,11 @@ def overrides(job_dir: Path, launched: list[str] | None = None) -> dict[str, str
     """The job's command-line and sweep overrides, {key: value text}, hydra.* left out: from its .hydra/, else
     as launched (a job that never started)."""
     path = job_dir / ".hydra" / "overrides.yaml"
-    return sweep.parse(yaml.safe_load(path.read_text()) if path.is_file() else launched or [])
+    try:
+        recorded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):  # none: a job that never started; cut short: a disk that filled
+        recorded = None
+    return sweep.parse(recorded if isinstance(recorded, list) else launched or [])
 
 
 LAYER_COLUMNS = config.LAYER_KEYS  # sets of layers, as text: "0,1"
@@ -67,13 +71,10 @@ def first_style(value) -> str | None:
 
 def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str] | None = None) -> dict:
     """One report row from a job directory's files: what figures need (image paths, layer names) included."""
-    m = metrics.read(job_dir) or {"status": "missing", "config": {}}
-    if m["status"] == "missing" and (job_dir / metrics.FILE).is_file():  # there, but cut short or edited
-        m = {"status": "unreadable", "error": f"{metrics.FILE} is not a JSON record", "config": {}}
-    elif m["status"] == "missing" and (job_dir / ".hydra").is_dir():  # started: e.g. a joblib worker killed
-        m = {"status": "unfinished", "error": f"(no {metrics.FILE}: its process was killed, or is still running)",
-             "config": {}}
-    cfg = m.get("config") or {}
+    status, why, m = jobdir.state(job_dir)
+    ok = status == metrics.OK
+    m = m if m is not None and status not in UNTRUSTED else {}  # another job's config, or none: its overrides
+    cfg = m.get("config") if isinstance(m.get("config"), dict) else {}
     row, given = {"job": job_dir.name}, overrides(job_dir, launched)
     for key in dict.fromkeys(ALWAYS + swept):
         value = cfg.get(key)
@@ -84,16 +85,13 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str
         row[names_column] = sweep.layer_names(cfg.get(key), m.get("layers") or {})
     if m.get("beta_used") is not None:
         row["beta"] = m["beta_used"]
-    for key in METRICS:
-        row[key] = m.get(key, math.nan)
-    row |= {k: v for k, v in m.items() if k.startswith(("content/", "style/"))}
+    for key in METRICS:  # a job that is not ok (failed, or a record that lies) has no numbers in pivots or figures
+        row[key] = m.get(key, math.nan) if ok else math.nan
+    row |= {k: v for k, v in m.items() if k.startswith(("content/", "style/")) and ok}
     for key in TAIL:
         row[RENAMED_METRICS.get(key, key)] = m.get(key)
-    damage = metrics.damage(job_dir) if row["status"] == metrics.OK else None
-    if damage:  # its metrics.json says ok, its image is not whole: a re-run of the sweep redoes it
-        row["status"], row["error"] = "damaged", damage
-    row["result"] = "" if damage or not (job_dir / "result.png").is_file() else \
-        str((job_dir / "result.png").relative_to(sweep_dir))
+    row["status"], row["error"] = status, why
+    row["result"] = str((job_dir / "result.png").relative_to(sweep_dir)) if ok else ""
     row["content_image"], row["style_image"] = cfg.get("content"), first_style(cfg.get("style"))
     return row
 
@@ -161,7 +159,9 @@ def swept_keys(dirs: list[Path], launched: dict[str, list[str]] | None = None) -
     return multi or [k for k in seen if k not in config.NOT_AXES]
 
 
-UNKNOWN_CONFIG = ("missing", "unfinished", "unreadable")  # job_row's statuses of a job without a config record
+UNTRUSTED = ("hollow", "misplaced", "altered")  # records that lie (nst.metrics.fault): nothing of them is shown
+# job_row's statuses of a job without a config record (a running job's may be an earlier failure's)
+UNKNOWN_CONFIG = ("missing", "unfinished", "unreadable", "running", *UNTRUSTED)
 
 
 def axis_values(df: pd.DataFrame, key: str) -> list:
@@ -218,25 +218,30 @@ def pivots(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 NULL = "null"  # a null axis value in the pivots, as typed
 
 
-def counts(df: pd.DataFrame, started: float | None) -> str:
-    """"25 jobs: 20 done, 3 skipped (finished before this run), 2 failed" from the status column."""
-    status = df["status"].copy()
+def counts(df: pd.DataFrame, started: float | None, run: str | None = None) -> str:
+    """"25 jobs: 20 done, 3 skipped (finished earlier), 2 failed" from the status column; with `run` (this command's
+    $NST_RUN), jobs another run of the sweep finished meanwhile are "done by another run"."""
+    status = df["status"].copy().replace({"running": "running in another process"})
     if started is not None:
-        earlier = (status == "ok") & (pd.to_numeric(df["finished_at"], errors="coerce") < started)
-        status = status.where(status != "ok", "done").mask(earlier, "skipped (finished earlier)")
+        ok = status == "ok"
+        earlier = ok & (pd.to_numeric(df["finished_at"], errors="coerce") < started)
+        other = ok & ~earlier & df["run"].notna() & (df["run"] != run) if run and "run" in df else ok & False
+        status = status.where(~ok, "done").mask(earlier, "skipped (finished earlier)").mask(other,
+                                                                                            "done by another run")
     return f"{len(df)} job{'s' * (len(df) != 1)}: " + ", ".join(f"{n} {s}" for s, n in status.value_counts().items())
 
 
 def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
-          started: float | None = None) -> tuple[pd.DataFrame, str]:
+          started: float | None = None, run: str | None = None) -> tuple[pd.DataFrame, str]:
     """Write report.csv and pivot_*.csv into the sweep directory; returns the report and a short summary.
 
-    `jobs` and `started` (epoch seconds): the reported invocation's job names and start, when known.
+    `jobs`, `started` (epoch seconds) and `run` ($NST_RUN): the reported invocation's job names, start and id, when
+    known.
     """
     sweep_dir = Path(sweep_dir)
     df = build(sweep_dir, jobs)
-    write_text(sweep_dir / "report.csv", df.to_csv(index=False))
-    lines = [counts(df, started), f"report: {sweep_dir / 'report.csv'}"]
+    write_text(sweep_dir / "report.csv", df.drop(columns="run").to_csv(index=False))  # `run`: for counts only
+    lines = [counts(df, started, run), f"report: {sweep_dir / 'report.csv'}"]
     if df.attrs["others"]:
         lines.append(f"warning: {len(df.attrs['others'])} other job directories in {sweep_dir} belong to other "
                      f"runs and are not in this report: {', '.join(df.attrs['others'][:5])}"
@@ -258,6 +263,7 @@ def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
         lines += [f"{metric} (rows {table.index.name}, columns {table.columns.name}):",
                   shown.to_string(float_format=lambda v: f"{v:.3g}")]
     failed = df[df["status"] != "ok"]
-    lines += [f"{r.job}: {r.status} {r.error if isinstance(r.error, str) else ''}".rstrip()
-              for r in failed.itertuples()]
+    lines += [f"warning: {sweep_dir / r.job}: {r.error}; not counted as ok (a re-run of the sweep redoes the job)"
+              if r.status in jobdir.FAULTS else
+              f"{r.job}: {r.status} {r.error if isinstance(r.error, str) else ''}".rstrip() for r in failed.itertuples()]
     return df, "\n".join(lines)

@@ -84,8 +84,9 @@ NAME_MAX = 255  # bytes in a file name: Linux's ext4, xfs, btrfs, NFS; macOS's A
 def clash(jobs: list[list[str]], sweep_dir: Path, task: list[str]) -> str | None:
     """Why a sweep's jobs (their overrides) cannot each have a directory of their own in sweep_dir: two would share
     one (they differ only in keys outside a job's identity, nst.config.NOT_IDENTITY, or are listed twice), a name is
-    too long, a file is in the way, or there are none (`task`: the command line, for that message); else None."""
+    too long, a file is in the way, a directory is not its own (`aliased`), or there are none (`task`: the command line, for that message); else None."""
     seen: dict[str, dict[str, str]] = {}
+    inodes: dict[tuple[int, int], Path] = {}
     if not jobs:  # `beta=glob(*)` (a glob over a key, not a config group): Hydra launched nothing, exit 1
         swept = [o for o in task if "(" in o]
         return (f"{swept[0] if swept else 'the sweep'}: expands to no jobs"
@@ -114,4 +115,23 @@ def clash(jobs: list[list[str]], sweep_dir: Path, task: list[str]) -> str | None
                     "job's directory (it is not part of a job's identity); run one sweep per value, each in its own "
                     "hydra.sweep.dir")
         seen[name] = parsed
+        alias = aliased(path, sweep_dir, inodes)
+        if alias:
+            return f"hydra.sweep.dir={sweep_dir}: job directory {path} {alias}; remove it (a job writes only into a " \
+                   "directory of its own) or choose another directory"
     return None
+
+
+def aliased(path: Path, sweep_dir: Path, inodes: dict[tuple[int, int], Path]) -> str | None:
+    """How a job's directory is not a directory of its own in sweep_dir: a link (to another job's place, or
+    outside), or the same directory as another job's (a bind mount); `inodes`: those seen so far, updated."""
+    if path.is_symlink():
+        return f"is a link to {os.path.realpath(path)}"
+    if not path.is_dir():
+        return None
+    real = os.path.realpath(path)
+    if real != os.path.join(os.path.realpath(sweep_dir), path.name):  # a link further up, inside the sweep
+        return f"resolves to {real}, outside {sweep_dir}"
+    st = path.stat()
+    other = inodes.setdefault((st.st_dev, st.st_ino), path)
+    return f"is the same directory as {other}" if other != path else None

@@ -72,7 +72,7 @@ CASES = [
     ("painting_null", ["painting=null"], ["painting=null: a config group takes one of its options, not null; leave "
                                           "painting out"]),
     ("preset_with_plus", ["+experiment=paper_fig2"], ["give experiment=paper_fig2 (without the +)"]),
-    ("launcher_key", ["hydra.launcher.batch_size=4"], ["not a setting of this launcher (BasicLauncherConf); choose "
+    ("launcher_key", ["hydra.launcher.batch_size=4"], ["not a setting of this launcher (SequentialLauncherConf); choose "
                                                        "the launcher"]),
     ("home_in_a_list", ["style=[a.png,~/b.png]"], ["a path starting with ~ needs Hydra's quotes: "
                                                    "\"style=[a.png,'~/b.png']\""]),

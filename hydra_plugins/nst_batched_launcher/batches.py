@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from experiments.config import resolved, typed_overrides
+from hydra_plugins.nst_sequential_launcher.sequential_launcher import run_jobs
 from nst import jobdir
 
 log = logging.getLogger("nst")
@@ -68,8 +69,8 @@ def prepare(cfg: DictConfig) -> Pending | float | None:
 
 
 def fail(config: dict[str, Any], out: Path, error: BaseException) -> None:
-    """A job failed: recorded (nst.jobdir.fail), said in one line, its directory let go."""
-    log.error("job %s failed: %s", out.name, jobdir.fail(config, out, error))
+    """A job failed: recorded and said in one line (nst.jobdir.fail), its directory let go."""
+    jobdir.fail(config, out, error)
     jobdir.release(out)
 
 
@@ -82,19 +83,8 @@ def launch(context: HydraContext, config: DictConfig, job_overrides: Sequence[Se
     from nst.batch import run_all
     from nst.engine import Interrupted
 
-    setup_globals()
-    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    log.info("Preparing %d jobs for batched runs (batch_size %d)", len(job_overrides), batch_size)
-    returns: list[JobReturn] = []
-    for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-        log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
-        sweep_config = context.config_loader.load_sweep_config(config, list(overrides))
-        with open_dict(sweep_config):
-            sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
-        returns.append(run_job(hydra_context=context, task_function=prepare, config=sweep_config,
-                               job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
-        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    returns = run_jobs(context, config, job_overrides, initial_job_idx, prepare,
+                       f"Preparing {{}} jobs for batched runs (batch_size {batch_size})")
     pending = [(i, r.return_value) for i, r in enumerate(returns)
                if r.status == JobStatus.COMPLETED and isinstance(r.return_value, Pending)]
     threads = [job.config["threads"] for _, job in pending if job.config.get("threads") is not None]
