@@ -3,9 +3,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from nst.fetch import PAPER_IMAGES, default_images_root, fetch_images, fetch_root
+
+
+def stopped(signum: int, frame: object) -> None:
+    """SIGINT, SIGTERM, SIGHUP: stop the downloads (KeyboardInterrupt); a second signal does not cut the clean-up
+    short."""
+    for other in SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +32,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="a mirror holding the same files as BASE_URL/content/tubingen.jpg, BASE_URL/style/...")
     parser.add_argument("--force", action="store_true", help="replace files whose MD5 is not the published one")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
+    parser.add_argument("--deadline", type=float, default=300.0,
+                        help="seconds for all the downloads; the files not fetched by then fail (default 300)")
+    parser.add_argument("--jobs", type=int, default=4, help="downloads at once (default 4)")
     args = parser.parse_args(argv)
+    for name in ("timeout", "deadline", "jobs"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name} {getattr(args, name):g} must be > 0")
     root = os.path.expanduser(args.root) if args.root else str(fetch_root())
 
     def report(image, status: str) -> None:
@@ -31,15 +49,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{status.replace('fetched', f'fetched {image.path}', 1)} ({image.title}, {image.credit})")
 
+    for signum in SIGNALS:  # unwind as Ctrl-C does: no temporary file is left
+        signal.signal(signum, stopped)
+    print(f"fetching {len(PAPER_IMAGES)} images into {root} ({args.jobs} at a time, at most {args.deadline:g} s)")
     try:
-        failures = fetch_images(root, PAPER_IMAGES, args.base_url, args.force, args.timeout, report=report)
+        failures = fetch_images(root, PAPER_IMAGES, args.base_url, args.force, args.timeout, report=report,
+                                deadline=args.deadline, jobs=args.jobs)
+    except KeyboardInterrupt as e:
+        name = e.args[0] if e.args else "SIGINT"
+        print(f"interrupted ({name}): no partial file is left in {root}", file=sys.stderr)
+        return 128 + signal.Signals[name].value
     except OSError as e:  # the root cannot be created, written or read
         print(f"error: cannot store the images in {root}: {e.strerror or e}", file=sys.stderr)
         return 2
     if failures:
-        detail = " | ".join(failures).replace("\n", " ")
-        print(f"error: {len(failures)} of {len(PAPER_IMAGES)} images not fetched into {root}: {detail}",
-              file=sys.stderr)
+        for failure in failures:  # one line each, with its reason
+            print(failure.replace("\n", " "), file=sys.stderr)
+        print(f"error: {len(failures)} of {len(PAPER_IMAGES)} images not fetched into {root} (above)", file=sys.stderr)
         return 2
     print(f"images in {root}; the presets read images_root = {default_images_root()}")
     return 0

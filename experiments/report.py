@@ -74,6 +74,11 @@ def cli(argv: list[str] | None = None, *, draw: bool = False, description: str |
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only directory: said with the file it could not write
+        if not jobdir.write_error(e):
+            raise
+        print(f"error: {jobdir.describe(e)}", file=sys.stderr)
+        return 2
     except Exception as e:  # a bug: one line, as the apps give it
         print(f"error: {jobdir.describe(e)}", file=sys.stderr)
         return 1

@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import queue
 import shlex
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -92,30 +95,54 @@ def md5sum(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, target: Path, md5s: Iterable[str], timeout: float = 60.0) -> None:
+@dataclass
+class Transfer:
+    """One image's download as it goes: its temporary file (None between files) and the bytes received."""
+
+    part: Path | None = None
+    received: int = 0
+
+
+PARTS = threading.Lock()  # temporary files are made and removed under it (`fetch_images`' clean-up after a stop)
+
+
+def download(url: str, target: Path, md5s: Iterable[str], timeout: float = 60.0, transfer: Transfer | None = None,
+             stop: threading.Event | None = None) -> None:
     """Download to a temporary file beside `target`, check its length and MD5 (one of `md5s`), then rename it.
 
-    Raises FetchError (HTTP error, connection lost, short body, wrong checksum); no partial file is ever left."""
-    created = not target.parent.exists()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    Raises FetchError (HTTP error, connection lost, short body, wrong checksum, `stop` set); no partial file is ever
+    left. `transfer`: where the temporary file and the bytes so far are shown to the caller."""
+    transfer = transfer or Transfer()
+    with PARTS:  # with the folder: another download's clean-up removes an empty one it made
+        if stop is not None and stop.is_set():
+            raise FetchError(f"{url}: stopped")
+        created = not target.parent.exists()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        transfer.part, transfer.received = Path(tmp), 0
     try:
-        h, size = hashlib.md5(usedforsecurity=False), 0
+        h = hashlib.md5(usedforsecurity=False)
         with os.fdopen(fd, "wb") as f:
             request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 expected = response.headers.get("Content-Length")
                 while chunk := response.read(1 << 16):
+                    if stop is not None and stop.is_set():
+                        raise FetchError(f"{url}: stopped")
                     f.write(chunk)
                     h.update(chunk)
-                    size += len(chunk)
+                    transfer.received += len(chunk)
+        size = transfer.received
         if expected is not None and expected.isdigit() and size != int(expected):
             raise FetchError(f"{url}: connection closed after {size} of {expected} bytes")
         md5s = list(md5s)
         if h.hexdigest() not in md5s:
             raise FetchError(f"{url}: MD5 {h.hexdigest()} is not the published file's {' or '.join(md5s)}")
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the image from the other users of a shared root
-        os.replace(tmp, target)
+        with PARTS:
+            if stop is not None and stop.is_set():
+                raise FetchError(f"{url}: stopped")
+            os.replace(tmp, target)
     except urllib.error.HTTPError as e:
         raise FetchError(f"{url}: HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
@@ -123,13 +150,15 @@ def download(url: str, target: Path, md5s: Iterable[str], timeout: float = 60.0)
     except (OSError, http.client.HTTPException, ValueError) as e:  # ValueError: not a URL
         raise FetchError(f"{url}: {type(e).__name__}: {e}") from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
-        if created and not target.exists() and not any(target.parent.iterdir()):
-            target.parent.rmdir()  # leave no empty folder behind either
+        with PARTS:
+            Path(tmp).unlink(missing_ok=True)
+            transfer.part = None
+            if created and not target.exists() and not any(target.parent.iterdir()):
+                target.parent.rmdir()  # leave no empty folder behind either
 
 
 def fetch_image(image: PaperImage, root: str | Path, base_url: str | None = None, force: bool = False,
-                timeout: float = 60.0) -> str:
+                timeout: float = 60.0, transfer: Transfer | None = None, stop: threading.Event | None = None) -> str:
     """Make sure root/image.path is the published file; returns "present", "kept" or "fetched from <url>".
 
     A file already there with a published MD5 is left alone ("present"); one with another MD5 (e.g. a user's own
@@ -146,7 +175,7 @@ def fetch_image(image: PaperImage, root: str | Path, base_url: str | None = None
     errors = []
     for url, md5s in sources:
         try:
-            download(url, target, md5s, timeout)
+            download(url, target, md5s, timeout, transfer, stop)
             return f"fetched from {url}"
         except FetchError as e:
             errors.append(str(e))
@@ -155,12 +184,62 @@ def fetch_image(image: PaperImage, root: str | Path, base_url: str | None = None
 
 def fetch_images(root: str | Path, images: Iterable[PaperImage] = PAPER_IMAGES, base_url: str | None = None,
                  force: bool = False, timeout: float = 60.0,
-                 report: Callable[[PaperImage, str], object] = lambda image, status: None) -> list[str]:
-    """fetch_image for each image (one failure does not stop the others); returns the failures' messages."""
-    failures = []
+                 report: Callable[[PaperImage, str], object] = lambda image, status: None,
+                 deadline: float | None = None, jobs: int = 4) -> list[str]:
+    """fetch_image for each image, `jobs` at a time (one failure does not stop the others), each reported as it
+    ends; returns the failures' messages, one per image. `timeout`: seconds without data from a server; `deadline`:
+    seconds for them all, after which the unfinished ones fail. On any exit (an interrupt included) no temporary
+    file is left; an error writing under root (OSError) is raised once every download has stopped.
+
+    Why not pooch (checksums, retries, atomic files): it has no deadline over several files and tries one URL per
+    file (the Shipwreck has a second source); its temporary file is removed by the same kind of clean-up as here."""
+    images, stop, results = list(images), threading.Event(), queue.SimpleQueue()
+    transfers, todo = {image.path: Transfer() for image in images}, queue.SimpleQueue()
     for image in images:
-        try:
-            report(image, fetch_image(image, root, base_url, force, timeout))
-        except FetchError as e:
-            failures.append(str(e))
+        todo.put(image)
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                image = todo.get_nowait()
+            except queue.Empty:
+                return
+            began = time.monotonic()
+            try:
+                status = fetch_image(image, root, base_url, force, timeout, transfers[image.path], stop)
+                if status.startswith("fetched"):
+                    status += f" ({transfers[image.path].received / 1e6:.1f} MB in {time.monotonic() - began:.1f} s)"
+                results.put((image, status, None))
+            except Exception as e:  # FetchError, or an OSError of the root: for the caller's thread
+                results.put((image, None, e))
+
+    end = None if deadline is None else time.monotonic() + deadline
+    failures, pending, raised = [], {image.path for image in images}, None
+    try:
+        for _ in range(max(1, min(jobs, len(images)))):
+            threading.Thread(target=work, name="nst-fetch", daemon=True).start()
+        while pending and (end is None or time.monotonic() < end):
+            try:  # in short waits, so that Ctrl-C and the deadline are seen at once
+                image, status, error = results.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            pending.discard(image.path)
+            if error is None:
+                report(image, status)
+            elif isinstance(error, FetchError):
+                failures.append(str(error))
+            else:
+                raised = raised or error
+    finally:
+        stop.set()
+        with PARTS:  # the downloads still running: their temporary files go now, and no new one is made
+            for transfer in transfers.values():
+                if transfer.part is not None:
+                    transfer.part.unlink(missing_ok=True)
+    failures += [f"{path}: not fetched within the deadline of {deadline:g} s ({transfers[path].received:,} bytes "
+                 "received)" for path in pending]
+    place = {image.path: i for i, image in enumerate(images)}
+    failures.sort(key=lambda line: place.get(line.partition(":")[0], len(place)))  # in the images' order
+    if raised is not None:
+        raise raised
     return failures

@@ -27,21 +27,24 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def read_image(path: str | Path) -> Image.Image:
-    """Open an image, apply its EXIF orientation and convert it to RGB; one-line errors for bad files."""
+def read_image(path: str | Path, key: str = "image") -> Image.Image:
+    """Open an image, apply its EXIF orientation and convert it to RGB; one-line errors for bad files, naming the
+    config key that gave the path (`key`: content, style, init)."""
     path = Path(path)
     if not path.is_file():
         from nst.fetch import missing_hint  # one of the paper's images: say how to download them
 
         hint = missing_hint(path)
-        raise FileNotFoundError(f"image {str(path)!r} does not exist" + (f"; {hint}" if hint else ""))
+        raise FileNotFoundError(f"{key} {str(path)!r} does not exist" + (f"; {hint}" if hint else ""))
     try:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
             img.load()
             return to_rgb(img)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"image {str(path)!r} is not readable as an image ({type(e).__name__})") from None
+        why = str(e).splitlines()[0] if str(e) else ""  # a JPEG cut short: "image file is truncated (9 bytes not processed)"
+        raise ValueError(f"{key} {str(path)!r} is not readable as an image ({type(e).__name__}"
+                         + (f": {why})" if why else ")")) from None
 
 
 def fit_long_side(width: int, height: int, size: int) -> tuple[int, int]:
@@ -58,9 +61,10 @@ def to_tensor(img: Image.Image, size: tuple[int, int] | None = None) -> torch.Te
     return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def load_image(path: str | Path, size: int | tuple[int, int] | None = None) -> torch.Tensor:
-    """Read an image as (1, 3, H, W) in [0, 1]; an int size is the long side, a pair is (width, height)."""
-    img = read_image(path)
+def load_image(path: str | Path, size: int | tuple[int, int] | None = None, key: str = "image") -> torch.Tensor:
+    """Read an image as (1, 3, H, W) in [0, 1]; an int size is the long side, a pair is (width, height); `key`: the
+    config key that gave the path, for the errors."""
+    img = read_image(path, key)
     if isinstance(size, int):
         if size < 1:
             raise ValueError(f"size {size} must be a positive number of pixels")

@@ -28,35 +28,35 @@ def backbone(arch: str, weights: str, pooling: str, device: str) -> tuple[nn.Mod
 
 
 @lru_cache(maxsize=32)
-def cached_image(path: str, size: tuple[int, int]) -> torch.Tensor:
-    """An image at (width, height), read once per process."""
-    return load_image(path, size)
+def cached_image(path: str, size: tuple[int, int], key: str = "image") -> torch.Tensor:
+    """An image at (width, height), read once per process (`key`: its config key, for the errors)."""
+    return load_image(path, size, key)
 
 
 @lru_cache(maxsize=32)
-def native_size(path: str) -> tuple[int, int]:
+def native_size(path: str, key: str = "image") -> tuple[int, int]:
     """(width, height) of an image file, read once per process."""
-    return read_image(path).size
+    return read_image(path, key).size
 
 
-def image_size(path: str, long_side: int) -> tuple[int, int]:
-    """(width, height) of an image scaled to the given long side."""
-    return fit_long_side(*native_size(str(path)), long_side)
+def image_size(path: str, long_side: int, key: str = "content") -> tuple[int, int]:
+    """(width, height) of an image scaled to the given long side (`key`: its config key, for the errors)."""
+    return fit_long_side(*native_size(str(path), key), long_side)
 
 
 def style_image_size(path: str, content_size: tuple[int, int], scale: float | None) -> tuple[int, int]:
     """The content's (width, height) when scale is None (the paper), else long side = scale x the content's."""
     if scale is None:
         return content_size
-    return image_size(path, max(1, round(scale * max(content_size))))
+    return image_size(path, max(1, round(scale * max(content_size))), "style")
 
 
 @lru_cache(maxsize=8)
 def images(content: str, styles: tuple[str, ...], size: tuple[int, int], style_scale: float | None,
            preserve_color: str | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Content and style images (RGB [0, 1]) as the network will see them, after any colour preservation."""
-    c = cached_image(content, size)
-    s = tuple(cached_image(p, style_image_size(p, size, style_scale)) for p in styles)
+    c = cached_image(content, size, "content")
+    s = tuple(cached_image(p, style_image_size(p, size, style_scale), "style") for p in styles)
     if preserve_color is None:
         return c, s
     if preserve_color == "histogram":

@@ -117,7 +117,7 @@ def state(out: Path) -> tuple[str, str | None, dict[str, Any] | None]:
         if fault is None:
             return "ok", None, m
     if held_elsewhere(out):  # another process of this sweep (or another run of it) is writing there now
-        return "running", "another process is running this job now", m
+        return "running", "(another process holds it now)", m
     if m is not None:
         return (fault if m["status"] == metrics.OK else (str(m["status"]), m.get("error"))) + (m,)
     if (out / METRICS).is_file():  # there, but cut short or edited

@@ -11,7 +11,9 @@ The apps and the library's own callers use this same function (nst/jobdir.py's `
 """
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 import warnings
 from collections.abc import Mapping
@@ -111,6 +113,14 @@ def image_header(c: Check, name: str, path: Any, value: Any = ...) -> tuple[int,
     p = Path(path)
     if p.is_dir():
         raise c.fail(name, "is a directory, not an image file", value)
+    if not p.exists() and p.is_symlink():  # not "no such file": the link is there, what it names is not
+        try:
+            p.stat()
+            why = "cannot be followed"
+        except OSError as e:
+            why = ("is a loop of symbolic links" if e.errno == errno.ELOOP
+                   else f"is a link to {os.readlink(p)!r}, which does not exist")
+        raise c.fail(name, why, value)
     if not p.exists():
         raise c.fail(name, "does not exist (no such file)" + _download_hint(p), value)
     if not p.is_file():

@@ -85,7 +85,7 @@ def initial_image(spec: JobSpec, content: torch.Tensor, style: torch.Tensor | No
         return content
     if spec.init == "style":
         return F.interpolate(style, size=content.shape[-2:], mode="bilinear", antialias=True)
-    return load_image(spec.init, size)  # an image file (nst.preflight: a path with its extension)
+    return load_image(spec.init, size, "init")  # an image file (nst.preflight: a path with its extension)
 
 
 def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
@@ -193,7 +193,7 @@ def finish(spec: JobSpec, model: StyleTransfer, prep: Any, image: torch.Tensor, 
     with torch.no_grad():
         saved = numbers(model(prep(as_saved(rgb).to(device))))
     yardstick = gram_yardstick(spec, model, image, size, device, terms["style_loss"])
-    original = cached_image(spec.targets.content, size)  # under luminance-only the job saw it grey
+    original = cached_image(spec.targets.content, size, "content")  # under luminance-only the job saw it grey
     if spec.targets.preserve_color == "luminance":
         rgb = with_colors_of(rgb.clamp(0, 1), original)
     return JobResult(rgb=rgb, terms=terms, saved_terms=saved, size=size, beta=spec.weights.beta,

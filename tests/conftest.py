@@ -92,9 +92,16 @@ def files(tmp_path_factory) -> dict[str, str]:
     torch.save({"features.0.weight": torch.zeros(3, 3, 3, 3)}, d / "wrong_shapes.pth")
     png_header_only(d / "bomb.png", 20000, 20000)
     Image.new("RGB", (8, 6), (200, 30, 30)).save(d / "tiny.png")
+    Image.effect_noise((96, 64), 60).convert("RGB").save(d / "whole.jpg")
+    (d / "truncated.jpg").write_bytes((d / "whole.jpg").read_bytes()[:-400])  # a download cut short
+    (d / "loop.jpg").symlink_to(d / "loop2.jpg")
+    (d / "loop2.jpg").symlink_to(d / "loop.jpg")
+    (d / "dangling.jpg").symlink_to(d / "gone.jpg")
+    for odd in ("a=b.png", "l'eau.png", "café.png", "x,y.png"):  # names Hydra's grammar wants quoted
+        Image.new("RGB", (8, 6)).save(d / odd)
     names = ("a_directory", "read_only", "a_file", "notes.txt", "garbage.jpg", "wrong_shapes.pth", "bomb.png",
-             "tiny.png")
-    return {name.partition(".")[0]: str(d / name) for name in names}
+             "tiny.png", "truncated.jpg", "loop.jpg", "dangling.jpg")
+    return {name.partition(".")[0]: str(d / name) for name in names} | {"dir": str(d)}
 
 
 @pytest.fixture(scope="session")

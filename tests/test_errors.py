@@ -37,6 +37,17 @@ CASES = [
     ("content_not_image", ["content={garbage}"], ["content '{garbage}'", "not an image"]),
     ("content_bomb", ["content={bomb}"], ["content '{bomb}'", "decompression-bomb limit of 178,956,970"]),
     ("content_missing", ["content=/nope/missing.jpg"], ["content '/nope/missing.jpg' does not exist"]),
+    # the header reads, the pixels do not: it said "image '...'" where every other message names the key
+    ("content_truncated", ["content={truncated}"], ["content '{truncated}' is not readable", "image file is truncated"]),
+    ("style_truncated", ["style={truncated}"], ["style '{truncated}' is not readable", "truncated"]),
+    ("content_link_loop", ["content={loop}"], ["content '{loop}' is a loop of symbolic links"]),  # not "no such file"
+    ("content_dangling_link", ["content={dangling}"], ["content '{dangling}' is a link to", "gone.jpg', which does not"]),
+    # file names Hydra's grammar cannot take unquoted: how to quote them, as a shell takes it
+    ("name_with_equals", ["content={dir}/a=b.png"], ["needs Hydra's quotes", "\"content='{dir}/a=b.png'\""]),
+    ("name_with_quote", ["content={dir}/l'eau.png"], ["needs Hydra's quotes", "\"content=\\\"{dir}/l'eau.png\\\"\""]),
+    ("name_with_accent", ["content={dir}/café.png"], ["needs Hydra's quotes", "\"content='{dir}/café.png'\""]),
+    ("name_with_comma", ["content={dir}/x,y.png"], ["a file name with a comma needs Hydra's quotes",
+                                                    "\"content='{dir}/x,y.png'\""]),
     ("weights_text", ["weights={notes}"], ["weights '{notes}'", "not a state_dict file"]),
     ("weights_shapes", ["weights={wrong_shapes}"], ["weights '{wrong_shapes}'", "do not fit vgg19",
                                                         "features.0.weight"]),

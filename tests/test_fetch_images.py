@@ -5,7 +5,9 @@ import io
 import os
 import subprocess
 import sys
+import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         route = self.server.routes.get(self.path)
         if route is None:
             self.send_error(404)
+            return
+        if route == "hang":  # a mirror that accepts the connection and never answers
+            time.sleep(30)
+            return
+        if route == "slow":  # the headers of a large file, then a trickle of bytes
+            self.send_response(200)
+            self.send_header("Content-Length", str(10 ** 7))
+            self.end_headers()
+            try:
+                for _ in range(300):
+                    self.wfile.write(b"x" * 100)
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the client left
+                pass
             return
         body, sent = route if isinstance(route, tuple) else (route, len(route))
         self.send_response(200)
@@ -175,10 +192,11 @@ def test_cli_failure_is_one_error_line(server, tmp_path):
     r = run_cli("experiments.fetch_images", "--root", str(tmp_path / "imgs"), "--base-url", server.url + "/m",
                 "--timeout", "10")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and r.stderr.strip() == errors[0], r.stderr
-    assert "5 of 5 images not fetched" in errors[0] and "content/tubingen.jpg: " in errors[0]
-    assert "is not the published file's dc9ad203263f34352e18bc29b03e1066" in errors[0] and "HTTP 404" in errors[0]
+    lines = r.stderr.splitlines()  # one line per file, with its reason, then the error line
+    assert len(lines) == 6 and lines[-1].startswith("error: 5 of 5 images not fetched"), r.stderr
+    assert [line.partition(":")[0] for line in lines[:5]] == [image.path for image in PAPER_IMAGES]
+    assert "is not the published file's dc9ad203263f34352e18bc29b03e1066" in lines[0]
+    assert all("HTTP 404" in line for line in lines[1:5])
     assert not (tmp_path / "imgs").exists() or files(tmp_path / "imgs") == []
 
 
@@ -214,3 +232,39 @@ def test_paper_images_marker_skips_or_fails_under_ci(tmp_path, ci, outcome):
     reason = "CI=true requires the paper images" if ci else "paper images absent from"
     assert reason in r.stdout and "content/tubingen.jpg" in r.stdout, r.stdout[-2000:]
     assert r.returncode == (1 if ci else 0)
+
+
+def test_a_mirror_that_never_answers_fails_each_file_at_the_deadline_in_parallel(server, tmp_path):
+    """Five files from a mirror that accepts and never answers, 60 s timeout each: one after another, minutes of
+    silence and a .part left; now all at once, each failed at the deadline in one line, nothing left."""
+    for image in PAPER_IMAGES:
+        server.routes[f"/m/{image.path}"] = "hang"
+    began = time.monotonic()
+    r = run_cli("experiments.fetch_images", "--root", str(tmp_path / "imgs"), "--base-url", server.url + "/m",
+                "--timeout", "60", "--deadline", "2", "--jobs", "5")
+    assert time.monotonic() - began < 20, "waited for the timeout, not the deadline"
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.startswith("fetching 5 images into"), r.stdout
+    lines = r.stderr.splitlines()
+    assert len(lines) == 6 and all("not fetched within the deadline of 2 s" in line for line in lines[:5]), r.stderr
+    assert len(server.hits) == 5  # in parallel: every file was asked for before the deadline
+    assert not (tmp_path / "imgs").exists() or files(tmp_path / "imgs") == []
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_download_leaves_no_partial_file(server, tmp_path, signum, code):
+    """SIGTERM left .part files; SIGINT said TimeoutError for every file. Now: one line, exit 143 or 130, no file."""
+    for image in PAPER_IMAGES:
+        server.routes[f"/m/{image.path}"] = "slow"
+    root = tmp_path / "imgs"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.fetch_images", "--root", str(root), "--base-url",
+                             server.url + "/m"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not list(root.rglob("*.part")) and time.monotonic() < deadline:  # downloads under way
+        time.sleep(0.05)
+    assert list(root.rglob("*.part")), "no download started"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code and "Traceback" not in err, err
+    assert err.strip().startswith("interrupted") and len(err.strip().splitlines()) == 1, err
+    assert files(root) == [], files(root)
