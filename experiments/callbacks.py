@@ -13,7 +13,7 @@ from experiments.app import SESSION
 from experiments.errors import JobFailed
 from experiments.sweeps import MULTIRUN_FILE, check_sweep
 from nst import jobdir
-from nst.files import naming
+from nst.files import naming, write_text
 from nst.processes import RUN
 
 log = logging.getLogger("nst")
@@ -43,6 +43,9 @@ class SweepReport(Callback):
                     os.fsync(f.fileno())
             except OSError as e:  # said as Hydra's own failure to make the directory is
                 raise JobFailed(naming(e, SESSION.sweep_dir / MULTIRUN_FILE), before_sweep=True) from None
+            if (SESSION.sweep_dir / MULTIRUN_FILE).stat().st_nlink > 1:  # a copy made with hard links (cp -al):
+                write_text(SESSION.sweep_dir / MULTIRUN_FILE,  # its own file, not the original sweep's
+                           (SESSION.sweep_dir / MULTIRUN_FILE).read_text())
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from experiments.report import publish

@@ -299,3 +299,16 @@ def test_a_killed_main_process_leaves_no_joblib_worker_behind(tmp_path):
     for k in (1, 2):  # each worker's job says what happened to it, and left no image
         assert jobdir.state(job(sweep_dir, k, "steps=5000"))[0] in ("interrupted", "unfinished")
         assert not (job(sweep_dir, k, "steps=5000") / "result.png").exists()
+
+
+def test_a_copy_made_with_hard_links_never_writes_into_the_original(tmp_path):
+    """`cp -al sweep copy`, then a re-run of the copy: Hydra rewrites multirun.yaml, .hydra/*.yaml and the job logs in
+    place, which were the original's files too; our own outputs are renamed into place."""
+    original, copy = tmp_path / "sweep", tmp_path / "copy"
+    assert sweep(original, betas="1,2").returncode == 0
+    subprocess.run(["cp", "-al", str(original), str(copy)], check=True)
+    before = digests(original)
+    (job(copy, 1) / "metrics.json").unlink()  # redone in the copy
+    r = sweep(copy, betas="1,2,3")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert digests(original) == before

@@ -120,7 +120,7 @@ def test_a_damaged_result_is_reported_and_redone(tmp_path):
     (cut / "result.png").write_bytes(png[:len(png) // 2])
     r = run_app("experiments.report", str(sweep), cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
-    assert f"{cut.name}: damaged result.png is damaged" in r.stdout, r.stdout
+    assert f"warning: {cut}: result.png is damaged" in r.stdout, r.stdout
     assert pd.read_csv(sweep / "report.csv").set_index("job").loc[cut.name, "status"] == "damaged"
     kept = (whole / "result.png").stat().st_mtime_ns
     r = run_app(*args, cwd=tmp_path)
