@@ -31,7 +31,7 @@ from experiments.config import resolved, typed_overrides
 from experiments.errors import JobFailed, describe_hydra_error, is_bad_input, refused_arguments
 from experiments.sweeps import REMOTE_LAUNCHERS, sweep_failures
 from nst import jobdir
-from nst.processes import RUN, exit_with, new_run, stop_children
+from nst.processes import RUN, exit_with, new_run, stop_children, unwind_once
 
 log = logging.getLogger("nst")
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
@@ -102,14 +102,6 @@ def main(cfg: DictConfig) -> float | None:
 
 # ------------------------------------------------------------------------------------------ the entry point
 
-def on_sigint(signum: int, frame: Any) -> None:
-    """Ctrl-C: unwind once, like Python's own handler; later ones (two or three in half a second) are ignored, so
-    that the interrupted job's record and the report of what finished are still written (they ended the command
-    without either)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt()
-
-
 def on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM (SLURM's preemption and time limit, `kill`): unwind like Ctrl-C."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
@@ -151,7 +143,7 @@ def entry(config_name: str) -> None:
     # which inherits SIGINT ignored, as would its job processes: `kill -INT` did nothing, and on `kill PID` the
     # local launcher's jobs ignored stop_children's SIGINT and ran on after the report had called them unfinished.
     # The job processes start with the default disposition (exec resets a handler).
-    signal.signal(signal.SIGINT, on_sigint)
+    unwind_once(signal.SIGINT)  # once: later ones do not cut the interrupt's record and the report short
     new_run()  # $NST_RUN: this command's id, in its jobs' records and processes (nst/processes.py)
     # a log file on a full disk or a read-only directory: the console's line stays, without Python's
     # "--- Logging error ---" traceback for every record the file handler could not write

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -13,7 +12,7 @@ from experiments.app import SESSION
 from experiments.errors import JobFailed
 from experiments.sweeps import MULTIRUN_FILE, check_sweep
 from nst import jobdir
-from nst.files import naming, write_text
+from nst.files import own_copy, room_for
 from nst.processes import RUN
 
 log = logging.getLogger("nst")
@@ -34,18 +33,14 @@ class SweepReport(Callback):
         with read_write(config.hydra.overrides):
             config.hydra.overrides.hydra.append(f"++hydra.job.env_set.{RUN}='{os.environ[RUN]}'")
         # Hydra's sweeper rewrites multirun.yaml in place next: on a full disk, an earlier sweep's was left empty
-        # (the report finds the sweep's jobs by it). Its new text is written beside it first, or refused in one line
-        if (SESSION.sweep_dir / MULTIRUN_FILE).is_file():
+        # (the report finds the sweep's jobs by it), and in a copy made with hard links it is the original's too
+        path = SESSION.sweep_dir / MULTIRUN_FILE
+        if path.is_file():
             try:
-                with tempfile.TemporaryFile(dir=SESSION.sweep_dir) as f:
-                    f.write(OmegaConf.to_yaml(config).encode())
-                    f.flush()
-                    os.fsync(f.fileno())
+                room_for(path, OmegaConf.to_yaml(config).encode())
+                own_copy(path)
             except OSError as e:  # said as Hydra's own failure to make the directory is
-                raise JobFailed(naming(e, SESSION.sweep_dir / MULTIRUN_FILE), before_sweep=True) from None
-            if (SESSION.sweep_dir / MULTIRUN_FILE).stat().st_nlink > 1:  # a copy made with hard links (cp -al):
-                write_text(SESSION.sweep_dir / MULTIRUN_FILE,  # its own file, not the original sweep's
-                           (SESSION.sweep_dir / MULTIRUN_FILE).read_text())
+                raise JobFailed(e, before_sweep=True) from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from experiments.report import publish

@@ -2,13 +2,15 @@
 that names the key and the value as typed; a job's own errors are nst.jobdir.describe's."""
 from __future__ import annotations
 
+import argparse
 import difflib
 import re
-import shlex
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import conf
+from nst import sweep
 from nst.config import FIELDS, OPTIMIZER_FIELDS, ConfigError, expectation, number_rule
 from nst.jobdir import bad_input, write_error
 
@@ -17,6 +19,14 @@ GROUPS = tuple(sorted(p.name for p in Path(conf.__file__).parent.iterdir() if p.
                       and not p.name.startswith(("_", ".")) and p.name != "hydra"))
 KNOWN_KEYS = [k for k in FIELDS if k != "optimizer"] + [f"optimizer.{k}" for k in OPTIMIZER_FIELDS]
 TYPES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as one `error:` line with the usage in it, exit 2 (argparse printed the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        usage = " ".join(self.format_usage().split()[1:])
+        self.exit(2, f"error: {message}; usage: {usage}\n")
 
 
 class JobFailed(BaseException):
@@ -40,18 +50,6 @@ def argv_override(key: str) -> str | None:
         if arg.lstrip("+~").partition("=")[0] == key:
             return arg
     return None
-
-
-def looks_like_a_file(value: str) -> bool:
-    """Whether an override's value reads as a file path (a folder in it, or a file extension)."""
-    return "/" in value or re.search(r"\.\w{2,5}$", value) is not None
-
-
-def hydra_quoted(key: str, value: str) -> str:
-    """The override with its value in Hydra's quotes, within the shell's: "content='/x/a=b.jpg'"."""
-    if any(ch in value for ch in '"$`\\'):  # the shell would read these inside double quotes
-        return shlex.quote(f"{key}='{value}'" if "'" not in value else f'{key}="{value}"')
-    return f"\"{key}='{value}'\"" if "'" not in value else f'"{key}=\\"{value}\\""'
 
 
 def refused_arguments(config_name: str) -> str | None:
@@ -141,8 +139,9 @@ def describe_hydra_error(error: BaseException) -> str:
     ambiguous = re.match(r"Ambiguous value for argument '(([^=']+)=([^']*))'", text)
     if isinstance(error, ConfigCompositionException) and ambiguous:  # Hydra's three-line advice, in one
         override, key, values = ambiguous.groups()
-        if looks_like_a_file(values) and Path(values).expanduser().exists():  # one file, a comma in its name
-            return f"{override}: a file name with a comma needs Hydra's quotes, inside the shell's: {hydra_quoted(key, values)}"
+        if sweep.looks_like_a_file(values) and Path(values).expanduser().exists():  # one file, a comma in its name
+            return (f"{override}: a file name with a comma needs Hydra's quotes, inside the shell's: "
+                    f"{sweep.hydra_quoted(key, values)}")
         return (f"{override}: a comma list is a sweep, which needs -m (python -m experiments."
                 f"{Path(sys.argv[0]).stem} -m ... {override}); a list value is {key}=[{values}]")
     if isinstance(error, ConfigCompositionException):
@@ -180,9 +179,9 @@ def describe_hydra_error(error: BaseException) -> str:
             quoted = re.sub(r"(^|[\[,(])\s*(~[^,\])]*)", r"\1'\2'", value)
             return f"{override}: a path starting with ~ needs Hydra's quotes: \"{key}={quoted}\" (or, for one path, " \
                    "no quotes at all, for bash to expand it)"
-        if looks_like_a_file(value):  # `=`, `'`, a space or a letter such as é: Hydra's grammar wants quotes
+        if sweep.looks_like_a_file(value):  # `=`, `'`, a space or a letter such as é: Hydra's grammar wants quotes
             return f"cannot parse the override {override!r}: a file name with such characters needs Hydra's quotes " \
-                   f"around the value, inside the shell's: {hydra_quoted(key, value)}"
+                   f"around the value, inside the shell's: {sweep.hydra_quoted(key, value)}"
         return f"cannot parse the override {override!r}: {first_line(error)}" if override else first_line(error)
     if isinstance(error, OmegaConfBaseException):
         key = getattr(error, "full_key", None)

@@ -1,27 +1,17 @@
 """`python -m experiments.fetch_images [--root DIR]`: download the paper's images (nst/fetch.py) for the presets."""
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 
-from nst.fetch import PAPER_IMAGES, default_images_root, fetch_images, fetch_root
-
-
-def stopped(signum: int, frame: object) -> None:
-    """SIGINT, SIGTERM, SIGHUP: stop the downloads (KeyboardInterrupt); a second signal does not cut the clean-up
-    short."""
-    for other in SIGNALS:
-        signal.signal(other, signal.SIG_IGN)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+from experiments.errors import OneLineParser
+from nst.fetch import PAPER_IMAGES, default_images_root, fetch_images, fetch_root, status_line
+from nst.processes import unwind_once
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m experiments.fetch_images",
         description="Download Gatys et al. 2016's images (Tübingen, Starry Night, The Scream, Shipwreck of the "
                     "Minotaur, Composition VII; not Picasso's Femme nue assise, which is not public domain), "
@@ -37,24 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=4, help="downloads at once (default 4)")
     args = parser.parse_args(argv)
     for name in ("timeout", "deadline", "jobs"):
-        if not getattr(args, name) > 0:
-            parser.error(f"--{name} {getattr(args, name):g} must be > 0")
+        if not getattr(args, name) > 0:  # one line, as every other bad value
+            print(f"error: --{name} {getattr(args, name):g} must be > 0", file=sys.stderr)
+            return 2
     root = os.path.expanduser(args.root) if args.root else str(fetch_root())
-
-    def report(image, status: str) -> None:
-        if status == "present":
-            print(f"already had {image.path}")
-        elif status == "kept":
-            print(f"kept {image.path}: not the published file (--force downloads it again)")
-        else:
-            print(f"{status.replace('fetched', f'fetched {image.path}', 1)} ({image.title}, {image.credit})")
-
-    for signum in SIGNALS:  # unwind as Ctrl-C does: no temporary file is left
-        signal.signal(signum, stopped)
+    unwind_once(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # as Ctrl-C does: no temporary file is left
     print(f"fetching {len(PAPER_IMAGES)} images into {root} ({args.jobs} at a time, at most {args.deadline:g} s)")
     try:
-        failures = fetch_images(root, PAPER_IMAGES, args.base_url, args.force, args.timeout, report=report,
-                                deadline=args.deadline, jobs=args.jobs)
+        failures = fetch_images(root, PAPER_IMAGES, args.base_url, args.force, args.timeout, deadline=args.deadline,
+                                jobs=args.jobs, report=lambda image, status: print(status_line(image, status)))
     except KeyboardInterrupt as e:
         name = e.args[0] if e.args else "SIGINT"
         print(f"interrupted ({name}): no partial file is left in {root}", file=sys.stderr)

@@ -1,15 +1,14 @@
 """`python -m experiments.report SWEEP_DIR`: rebuild report.csv and the pivot tables from a sweep's files."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import pandas as pd
 from omegaconf import DictConfig
 
+from experiments.errors import OneLineParser
 from experiments.sweeps import MULTIRUN_FILE, invocation
 from nst import figures, jobdir, report
 from nst.processes import RUN
@@ -48,14 +47,6 @@ def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | No
         summary += (f"\nthe figures in {sweep_dir} are not redrawn and may show an earlier report; "
                     f"python -m experiments.figures {sweep_dir}{' --all' * every_job} redraws them")
     return summary
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse's errors as one `error:` line with the usage in it, exit 2 (argparse printed the usage first)."""
-
-    def error(self, message: str) -> NoReturn:
-        usage = " ".join(self.format_usage().split()[1:])
-        self.exit(2, f"error: {message}; usage: {usage}\n")
 
 
 def cli(argv: list[str] | None = None, *, draw: bool = False, description: str | None = None) -> int:

@@ -182,6 +182,15 @@ def fetch_image(image: PaperImage, root: str | Path, base_url: str | None = None
     raise FetchError(f"{image.path}: " + "; ".join(errors))
 
 
+def status_line(image: PaperImage, status: str) -> str:
+    """fetch_image's status as the command prints it."""
+    if status == "present":
+        return f"already had {image.path}"
+    if status == "kept":
+        return f"kept {image.path}: not the published file (--force downloads it again)"
+    return f"{status.replace('fetched', f'fetched {image.path}', 1)} ({image.title}, {image.credit})"
+
+
 def fetch_images(root: str | Path, images: Iterable[PaperImage] = PAPER_IMAGES, base_url: str | None = None,
                  force: bool = False, timeout: float = 60.0,
                  report: Callable[[PaperImage, str], object] = lambda image, status: None,

@@ -54,3 +54,25 @@ def naming(error: OSError, path: str | Path) -> OSError:
 def write_text(path: str | Path, text: str) -> Path:
     """Write text atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def room_for(path: str | Path, data: bytes) -> None:
+    """Raise the OSError (naming `path`) of a disk that cannot take `data` beside `path`, before a program that
+    rewrites `path` in place (Hydra: a full disk left the file empty) truncates it."""
+    path = Path(path)
+    try:
+        with tempfile.TemporaryFile(dir=path.parent) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise naming(e, path) from None
+
+
+def own_copy(path: str | Path) -> None:
+    """Make a hard-linked file (a copy made with cp -al) this path's own, its bytes renamed into place, so that a
+    rewrite in place leaves the other links' file as it was."""
+    path = Path(path)
+    if path.stat().st_nlink > 1:
+        data = path.read_bytes()
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))

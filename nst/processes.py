@@ -106,3 +106,16 @@ def exit_with(run: str, busy: Callable[[], bool], patience: float = 15.0, every:
         os._exit(1)
 
     threading.Thread(target=watch, name=f"nst-watch-{pid}", daemon=True).start()
+
+
+def unwind_once(*signums: int) -> None:
+    """On the first of these signals, raise KeyboardInterrupt(<its name>) in the main thread and ignore every later
+    one, so that the clean-up it starts (an interrupt's record, the report, temporary files) is not cut short: two or
+    three Ctrl-C in half a second ended a sweep with neither."""
+    def handler(signum: int, frame: Any) -> None:
+        for other in signums:
+            signal.signal(other, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in signums:
+        signal.signal(signum, handler)

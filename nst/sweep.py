@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 from pathlib import Path
 
 from nst.config import LAYER_KEYS, NOT_IDENTITY, names_column
@@ -26,6 +27,19 @@ def parse(items: list[str]) -> dict[str, str]:
 def is_path(text: str) -> bool:
     """Whether an override value names a file (it holds a folder separator)."""
     return "/" in text or "\\" in text
+
+
+def looks_like_a_file(value: str) -> bool:
+    """Whether an override's value reads as a file path (a folder in it, or a file extension)."""
+    return "/" in value or re.search(r"\.\w{2,5}$", value) is not None
+
+
+
+def hydra_quoted(key: str, value: str) -> str:
+    """The override with its value in Hydra's quotes, within the shell's: "content='/x/a=b.jpg'"."""
+    if any(ch in value for ch in '"$`\\'):  # the shell would read these inside double quotes
+        return shlex.quote(f"{key}='{value}'" if "'" not in value else f'{key}="{value}"')
+    return f"\"{key}='{value}'\"" if "'" not in value else f'"{key}=\\"{value}\\""'
 
 
 def short_hash(text: str) -> str:

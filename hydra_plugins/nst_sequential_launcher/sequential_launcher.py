@@ -51,10 +51,7 @@ def run_jobs(context: HydraContext, config: DictConfig, job_overrides: Sequence[
     """Hydra's run_job for each job (its directory, .hydra/, log, then `task`), as Hydra's basic launcher does it;
     a job whose files cannot be written there fails alone (nst.jobdir.fail), its JobReturn completed with None."""
     from nst import jobdir
-    from nst.files import atomic_write
-
-    def write_bytes(path: Path, data: bytes) -> None:
-        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    from nst.files import own_copy
 
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -71,8 +68,7 @@ def run_jobs(context: HydraContext, config: DictConfig, job_overrides: Sequence[
         # left empty, and in a copy made with hard links (cp -al) they are the original's files too
         kept = {f: f.read_bytes() for f in (out / ".hydra").glob("*.yaml")}
         for f in [*kept, *out.glob("*.log")]:
-            if f.stat().st_nlink > 1:
-                write_bytes(f, f.read_bytes())  # a file of this directory's own (renamed into place)
+            own_copy(f)
         try:
             returns.append(run_job(hydra_context=context, task_function=task, config=sweep_config,
                                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
