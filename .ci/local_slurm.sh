@@ -4,7 +4,7 @@
 #   sudo bash .ci/local_slurm.sh status    # sinfo, or exit 1 when no scheduler answers
 #   sudo bash .ci/local_slurm.sh stop      # stop the daemons (state and logs stay in /var/spool, /var/log/slurm)
 # Root on Debian (12). One node named after this host with its CPUs and memory, no GPU, one partition `debug`
-# (default, 1 day limit), accounting off (as on many small clusters: no sacct). Daemons run without systemd
+# (default, 1 day limit; NST_SLURM_MAXTIME=INFINITE start: none, as on some clusters), accounting off (as on many small clusters: no sacct). Daemons run without systemd
 # (containers have none): munged as user munge, slurmctld and slurmd as root.
 set -euo pipefail
 
@@ -76,7 +76,7 @@ KillWait=5
 # finished jobs stay visible to squeue/scontrol this long (the launcher reads their final state there)
 MinJobAge=600
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=$PART Nodes=$host Default=YES MaxTime=1-00:00:00 State=UP
+PartitionName=$PART Nodes=$host Default=YES MaxTime=${NST_SLURM_MAXTIME:-1-00:00:00} State=UP
 EOF
     if cmp -s "$CONF.new" "$CONF"; then rm "$CONF.new"; return 1; fi
     mv "$CONF.new" "$CONF"

@@ -65,7 +65,7 @@ def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    started, config, bars = time.time(), {}, None
+    started, config, bars, ran = time.time(), {}, None, False
     try:
         where = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         if multirun and not str(hc.launcher.get("_target_", "")).startswith(REMOTE_LAUNCHERS):
@@ -78,10 +78,15 @@ def main(cfg: DictConfig) -> float | None:
             return done["total_loss"]
         from nst.job import run_job
 
-        from experiments.progress import Bars
+        ran = True
+
+        from nst.progress import Bars
 
         bars = Bars(out.name, config["progress"])
-        return run_job(config, out, progress=bars)["total_loss"]
+        record = run_job(config, out, progress=bars)
+        if not multirun:  # a sweep says where its report is (experiments.report.publish)
+            print(f"result: {out / 'result.png'} (metrics.json, history.csv beside it)")
+        return record["total_loss"]
     except KeyboardInterrupt as e:
         SESSION.interrupted_job = out.name
         if str(out) in jobdir.HELD:  # else another run's directory: not ours to record in
@@ -91,8 +96,9 @@ def main(cfg: DictConfig) -> float | None:
         if multirun:
             jobdir.fail(config, out, e)
             return None
-        if not isinstance(e, jobdir.OtherRun):  # a directory refused is left as it was (but Hydra's .hydra/,
-            jobdir.record_failure(config, out, e)  # written before any of our code runs)
+        refused = not ran and isinstance(e, jobdir.bad_input()) and jobdir.discard_new(out, SESSION.started)
+        if not refused and not isinstance(e, jobdir.OtherRun):  # a directory refused is left as it was (but
+            jobdir.record_failure(config, out, e)  # Hydra's .hydra/, written before any of our code runs)
         raise JobFailed(e) from e
     finally:
         if bars is not None:

@@ -44,8 +44,9 @@ AUTOTUNE_EVERY_SIZE = False
 
 
 def group_key(spec: JobSpec) -> tuple | None:
-    """What jobs must share to be optimised together; None for a job that runs alone (multi-scale, Adam)."""
-    if len(spec.scales) != 1 or spec.optimizer.name != "lbfgs":
+    """What jobs must share to be optimised together; None for a job that runs alone (multi-scale, Adam, a method
+    other than gatys)."""
+    if len(spec.scales) != 1 or spec.optimizer.name != "lbfgs" or spec.method != "gatys":
         return None
     t = spec.targets
     return (t.arch, t.weights, t.pooling, t.content, t.styles, t.style_blend, t.style_scale, t.preserve_color,

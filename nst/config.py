@@ -17,6 +17,8 @@ their one-line meanings are in conf/config.yaml. Field metadata says what a key 
   layers    a set of layers (text in the report, beside its layers' names)
   choices   the library registry ("module:NAME") that holds its named values (nst/preflight.py checks them)
   low, high, strict   its range (`check`)
+  optimisation  used by the optimisation only (a feed-forward method, nst/universal.py, has none)
+  earlier   for a key added later: the value that a record written before it existed ran with (`EARLIER`)
 
 `check(config, typed)` applies the ranges and the cross-field rules to a resolved config (a plain dict); the
 named values (held by the library's registries) and the checks that read files or build the network are
@@ -40,11 +42,11 @@ NAMED_INITS = ("noise", "content", "style")
 def key(*, identity: bool = True, path: bool = False, names: tuple = (), input: bool = False, axis: bool = True,
         report: int | None = None, column: str | None = None, label: str | None = None, columns: int | None = None,
         layers: bool = False, low: float | None = None, high: float | None = None, strict: bool = False,
-        choices: str | None = None) -> Any:
+        choices: str | None = None, earlier: Any = MISSING, optimisation: bool = False) -> Any:
     """A schema field without a default (conf/config.yaml gives it) and with its role as metadata."""
     meta = {"identity": identity, "path": path, "names": names, "input": input, "axis": axis, "report": report,
             "column": column, "label": label, "columns": columns, "layers": layers, "low": low, "high": high,
-            "strict": strict, "choices": choices}
+            "strict": strict, "choices": choices, "earlier": earlier, "optimisation": optimisation}
     return field(default=MISSING, metadata=meta)
 
 
@@ -68,8 +70,8 @@ class JobConfig:
     images_root: str = key(path=True, identity=False, axis=False)
     size: int = key(low=1, axis=False, report=2, columns=5)
     style_scale: Optional[float] = key(low=0, strict=True, high=16, columns=3)
-    steps: int = key(low=0, axis=False)
-    multiscale: Any = key()  # null or [[size, steps], ...]
+    steps: int = key(low=0, axis=False, optimisation=True)
+    multiscale: Any = key(optimisation=True)  # null or [[size, steps], ...]
     alpha: float = key(low=0, report=5, label="α", columns=2)
     beta: float = key(low=0, report=6, label="β", columns=0)
     ratio: Optional[float] = key(low=0, strict=True, report=7, label="α/β", columns=1)
@@ -82,21 +84,25 @@ class JobConfig:
     style_loss: str = key(report=10, column="style_loss_fn", label="style loss", choices="nst.style_losses:STYLE_LOSSES")
     tv_weight: float = key(low=0, columns=4)
     preserve_color: Optional[str] = key(choices="nst.color:MODES")
+    method: str = key(report=11, choices="nst.spec:METHODS", earlier="gatys")
+    wct_alpha: Any = key(label="WCT α", earlier=1.0)  # a number in [0, 1] or one per level (check)
+    wct_levels: Any = key(label="WCT levels", earlier=None)  # null or relu{L}_1 levels, 1..5 (check)
+    decoders: Optional[str] = key(path=True, earlier=None)  # a directory; its files are inputs (input_files)
     arch: str = key(report=0)
     weights: str = key(path=True, input=True, names=NAMED_WEIGHTS, report=1)
     pooling: str = key(choices="nst.backbones:POOLINGS")
-    init: str = key(path=True, input=True, names=NAMED_INITS)
+    init: str = key(path=True, input=True, names=NAMED_INITS, optimisation=True)
     # our bound: the noise is around mid-grey in [0, 1] pixel units, so a std of 1 already saturates most pixels once
     # clamped; at 1e9 the first evaluation overflowed fp32 and the job failed as "loss became nan"
-    noise_std: float = key(low=0, high=10)
-    seed: int = key(report=3)  # 0 <= seed < 2**64 (check)
+    noise_std: float = key(low=0, high=10, optimisation=True)
+    seed: int = key(report=3, optimisation=True)  # 0 <= seed < 2**64 (check)
     device: str = key(axis=False)
     precision: str = key(choices="nst.run:PRECISIONS")
     # `threads` changes the rounding (docs/configuration.md), not the experiment
     threads: Optional[int] = key(low=1, identity=False, axis=False)
     progress: bool = key(identity=False, axis=False)
     max_pixels: float = key(low=1, identity=False)  # a budget, not a size: 1e8 as typed is fine
-    optimizer: OptimizerConfig = key()
+    optimizer: OptimizerConfig = key(optimisation=True)
 
 
 FIELDS = {f.name: f for f in fields(JobConfig)}
@@ -120,6 +126,7 @@ def ranked(role: str) -> list[str]:
     return sorted(named, key=lambda n: FIELDS[n].metadata[role])
 
 
+EARLIER = {n: f.metadata["earlier"] for n, f in FIELDS.items() if f.metadata["earlier"] is not MISSING}
 NOT_IDENTITY = keys(identity=False)  # left out of the resume comparison and of job directory names
 NOT_AXES = keys(axis=False)  # set on a command line, never an axis of a sweep's report or figures
 PATHS = keys(path=True)  # where `~` means the home directory
@@ -353,10 +360,34 @@ def check(config: Mapping[str, Any], typed: Mapping[str, str] | None = None) -> 
     if not all(isinstance(s, str) for s in styles):
         raise c.fail("style", "must be an image path or a list of image paths")
     weights_list(c, "style_blend", len(styles) if style_layers else None, "style image", nonzero=True)
+    _universal(c)
     init = c.get("init")
     if init == "style" and not style_layers:
         raise c.fail("init", "needs style layers (the style image is read only for them); use noise or content")
     return c
+
+
+LEVELS = (1, 2, 3, 4, 5)  # nst.decoder.LEVELS: relu1_1 ... relu5_1
+
+
+def _universal(c: Check) -> None:
+    """wct_levels: null or distinct levels 1..5; wct_alpha: one number in [0, 1] or one per level; for every method
+    but gatys, one style image."""
+    levels = c.get("wct_levels")
+    if levels is not None:
+        value = list(as_tuple(levels))
+        if not value or not all(is_int(v) and v in LEVELS for v in value) or len(set(value)) < len(value):
+            raise c.fail("wct_levels", "must be null (every level with a decoder) or a list of distinct levels "
+                                       "1..5 (relu1_1 ... relu5_1), e.g. [1,2,3]")
+    alpha = list(as_tuple(c.get("wct_alpha")))
+    if not alpha or not all(is_number(a) and 0 <= a <= 1 for a in alpha):
+        raise c.fail("wct_alpha", "must be a number in [0, 1] or a list of them, one per level")
+    if len(alpha) > 1 and (levels is None or len(alpha) != len(as_tuple(levels))):
+        raise c.fail("wct_alpha", f"has {len(alpha)} values for {c.shown('wct_levels')}: give one number, or one per "
+                                  "level with wct_levels listed")
+    method = c.get("method")
+    if method not in (None, "gatys") and len(as_tuple(c.get("style"))) != 1:
+        raise c.fail("style", f"must be one image for method {method!r} (style_blend is the gatys method's)")
 
 
 def _device_name(name: str) -> bool:

@@ -41,6 +41,10 @@ class NonFiniteLoss(ArithmeticError):
     seconds: float | None = None
 
 
+class NoProgress(ArithmeticError):
+    """An optimisation that ended no lower than it started (nst.run.no_progress): its image is its start."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (a KeyboardInterrupt) during optimise(); `iterations`: updates applied to the image by then."""
 

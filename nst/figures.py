@@ -178,14 +178,14 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
     swept = [k for k in df.attrs.get("swept", []) if k in df]
     for _, job in df.iterrows():
         path = sweep_dir / job["job"] / "history.csv"
-        if not path.is_file():
+        if not path.is_file() or path.stat().st_size == 0:
             continue
         h = pd.read_csv(path)
+        end = {"marker": "o"} if len(h) == 1 else {}  # a feed-forward job (method wct, adain): one image, a point
         # the swept values: the job's directory name also repeats a preset's every key (experiment=paper_fig3,
         # size=..., steps=...), which made the legend 3304 px wide and squeezed the plots
         label = ", ".join(f"{key_label(k)}=" + (_layers_label(job, k).replace("\n", ", ") if k in LAYER_KEYS
                                                      else _value_text(job[k])) for k in swept) or job["job"]
-        end = {}
         if job.get("status") != "ok":  # its curve up to where it failed or was stopped, that point marked
             label, end = f"{label} ({job.get('status')})", {"marker": "x", "markevery": [-1]}
         for ax, col in zip(axs, ("total_loss", "content_loss", "style_loss")):
@@ -207,6 +207,20 @@ def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
         fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=6,
                    bbox_to_anchor=(0.5, -0.07 - 0.025 * math.ceil(len(labels) / 5)))  # below the x labels
     return _save(fig, sweep_dir / "losses")
+
+
+def loss_curve(df: pd.DataFrame, out: Path) -> list[Path]:
+    """A training run's loss per step (log scale): the raw loss and its running mean over 50 steps."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    names = {"pixel": "pixel", "feature": "feature (relative)", "loss": "total = pixel + λ·feature"}
+    for col, style in (("pixel", "C1"), ("feature", "C2"), ("loss", "C0")):
+        ax.plot(df["step"], df[col], lw=0.5, alpha=0.35, color=style)
+        ax.plot(df["step"], df[col].rolling(50, min_periods=1).mean(), lw=1.5, color=style,
+                label=f"{names[col]}, mean of 50 steps")
+    ax.set(xlabel="step", ylabel="loss", yscale="log", title="decoder training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out.with_suffix(""))
 
 
 def _shared(df: pd.DataFrame, column: str) -> str | None:

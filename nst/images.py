@@ -9,6 +9,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst.files import atomic_write
 
+# what a folder of images is read as (nst/decoder_training.py); Pillow reads more, by content
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode (grayscale, 16-bit, RGBA, palette, CMYK, ...) -> 8-bit RGB; transparency over white."""

@@ -13,9 +13,10 @@ from torch import nn
 from nst.backbones import RANDOM, weights_file
 from nst.backbones import backbone as load_backbone
 from nst.color import luminance_only, match_colors
+from nst.decoder import find, relu_name
 from nst.images import fit_long_side, load_image, read_image
 from nst.losses import convention
-from nst.spec import INITS, JobSpec, TargetSpec
+from nst.spec import FEED_FORWARD, INITS, JobSpec, TargetSpec
 from nst.transfer import Targets
 from nst.vgg import NORMALIZATION_FILE, NORMALIZED, ORIGINAL, Preprocess, original_weights_path
 
@@ -96,6 +97,9 @@ def input_files(spec: JobSpec) -> dict[str, str]:
         files["weights"] = str(weights_file(t.arch, t.weights))
     elif t.weights != RANDOM:
         files["weights"] = t.weights
+    if spec.method in FEED_FORWARD:
+        u = spec.universal
+        files.update({f"decoder_{relu_name(L)}": str(find(u.decoders, L)) for L in u.levels})
     return files
 
 

@@ -13,6 +13,7 @@ import fcntl
 import io
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,23 @@ def release(out: Path | None = None) -> None:
         fd = HELD.pop(name, -1)
         if fd >= 0:
             os.close(fd)
+
+
+def discard_new(out: Path, since: float) -> bool:
+    """Remove a run's directory that holds only what Hydra wrote for it since `since` (.hydra/, its log): a run
+    refused before its job ran leaves nothing behind. False (kept) for a directory with anything else in it."""
+    out = Path(out)
+    try:
+        entries = list(out.iterdir())
+        own = all((p.name == ".hydra" and p.is_dir() and not p.is_symlink() or p.suffix == ".log" and p.is_file())
+                  and p.stat().st_mtime >= since - 1 for p in entries)
+        if not own or not all(p.is_file() and p.stat().st_mtime >= since - 1 for p in (out / ".hydra").iterdir()):
+            return False
+        release(out)
+        shutil.rmtree(out)
+    except OSError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------ its state
@@ -270,7 +288,7 @@ def bad_input() -> tuple[type[BaseException], ...]:
     """Errors of a job that mean bad input (exit 2) rather than a bug (exit 1)."""
     engine = sys.modules.get("nst.engine")  # not imported (torch): none of its errors can have been raised
     return (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
-            *([engine.NonFiniteLoss] if engine else []))
+            *([engine.NonFiniteLoss, engine.NoProgress] if engine else []))
 
 
 def write_failure(config: dict[str, Any], out: Path, error: BaseException, status: str = "failed") -> dict[str, Any]:

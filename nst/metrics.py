@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 import nst
-from nst.config import NOT_IDENTITY, names_input_file
+from nst.config import EARLIER, NOT_IDENTITY, names_input_file
 from nst.files import write_text
 from nst.processes import RUN
 
@@ -204,6 +204,7 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A config as a job's identity: without the keys that are not part of it (nst.config.NOT_IDENTITY), nor the
     paths of its input files, which `inputs` compares by their bytes. Before, the paths were compared too, and the
     same images in another clone, a moved checkout or under another images_root redid (deleted first) every job."""
+    config = {**EARLIER, **config}  # a record from before a key existed ran with its `earlier` value
     return {k: v for k, v in config.items() if k not in NOT_IDENTITY and not names_input_file(k, v)}
 
 

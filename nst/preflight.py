@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nst.config import (FIELDS, LAYER_KEYS, NAMED_INITS, OPTIMIZER_FIELDS, Check, as_tuple, check, choice, meta,
-                        number_rule, show, suggest)
+from nst.config import (FIELDS, LAYER_KEYS, NAMED_INITS, OPTIMIZER_FIELDS, Check, ConfigError, as_tuple, check,
+                        choice, keys, meta, number_rule, show, suggest)
 
 log = logging.getLogger("nst")
 
@@ -36,6 +36,7 @@ def preflight(config: Mapping[str, Any], typed: Mapping[str, str] | None = None)
     from nst.images import fit_long_side
     from nst.losses import convention
 
+    PENDING.clear()
     c = check(config, typed)
     for name, names in choices().items():
         choice(c, name, names, null=number_rule(name)["null"])
@@ -84,7 +85,35 @@ def preflight(config: Mapping[str, Any], typed: Mapping[str, str] | None = None)
             raise c.fail("init", f"is not one of {' | '.join(NAMED_INITS)} or an image file (a path with its "
                                  "extension)" + (suggest(init, list(NAMED_INITS)) if isinstance(init, str) else ""))
         _upscale_warning("init", init, image_header(c, "init", init), target, "the content's size")
+    _decoders(c)
     _no_effect(c, net)
+    for args in PENDING:
+        log.warning(*args)
+    PENDING.clear()
+
+
+def _decoders(c: Check) -> None:
+    """A feed-forward method needs a decoder file for each of its levels, in `decoders` (null: the shipped ones)."""
+    from nst import decoder
+
+    method, where = c.get("method"), c.get("decoders")
+    if method == "gatys":
+        return
+    if where is not None and not Path(where).is_dir():
+        raise c.fail("decoders", "is not a directory of decoder files (decoder_relu3_1.pt, ...)")
+    has = decoder.available(where)
+    levels = list(as_tuple(c.get("wct_levels"))) or has
+    if not levels:
+        raise c.fail("decoders", "holds no decoder_relu{L}_1.pt, and none is shipped; train one: python -m "
+                                 "experiments.train_decoder")
+    need = [L for L in levels if L not in has] if method == "wct" else [max(levels)] if method == "adain" else []
+    lacking = [L for L in need if L not in has]
+    if lacking:
+        L, name = lacking[0], decoder.file_name(lacking[0])
+        where_not = f"{c.shown('decoders')} has no {name} and none is shipped" if where is not None else \
+            f"no {name} is shipped"
+        raise ConfigError(f"wct_levels {show(levels)}: {where_not} (levels {show(has)} are); train it: python -m "
+                          f"experiments.train_decoder level={L} images=DIR")
 
 
 def choices() -> dict[str, tuple]:
@@ -150,11 +179,15 @@ def _download_hint(path: Path) -> str:
     return f"; {hint}" if hint else ""
 
 
+PENDING: list[tuple] = []  # warnings of the job being checked: said once the whole check has passed (a refused
+# job printed "upscaled 13.7x, expect a blurry result" beside the error that it will not run)
+
+
 def _upscale_warning(name: str, path: str, native: tuple[int, int], target: tuple[int, int], how: str) -> None:
     factor = max(target) / max(native)
     if factor >= UPSCALE_WARNING:
-        log.warning("%s %r is %dx%d px, upscaled %.1fx to %dx%d (%s): expect a blurry result", name, path,
-                    *native, factor, *target, how)
+        PENDING.append(("%s %r is %dx%d px, upscaled %.1fx to %dx%d (%s): expect a blurry result", name, path,
+                        *native, factor, *target, how))
 
 
 # ---------------------------------------------------------------------------------------------------- device, network
@@ -431,6 +464,13 @@ def _no_effect(c: Check, net: Any) -> None:
         why["size"] = why["steps"] = "multiscale sets every scale's size and iterations"
     if net is not None and not any(isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for m in net.modules()):
         why["pooling"] = f"{c.get('arch')} has no pooling layer to set"
+    if c.get("method") == "gatys":
+        why["wct_alpha"] = why["wct_levels"] = why["decoders"] = "the gatys method uses no feature transform"
+    elif c.get("method") in ("wct", "adain"):
+        for name in [*keys(optimisation=True), *(f"optimizer.{k}" for k in OPTIMIZER_FIELDS)]:
+            why[name] = f"{c.shown('method')} is feed-forward: nothing is optimised"
+    if c.get("method") == "wct_opt":
+        why["decoders"] = "wct_opt reaches its targets by optimisation, without a decoder"
     for name, reason in why.items():
         if name in c.typed and (name, reason) not in WARNED and log.isEnabledFor(logging.WARNING):
             WARNED.add((name, reason))  # not while the sweep's check silences the jobs' checks: the first job warns

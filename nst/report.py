@@ -75,6 +75,7 @@ def job_row(job_dir: Path, sweep_dir: Path, swept: list[str], launched: list[str
     ok = status == metrics.OK
     m = m if m is not None and status not in UNTRUSTED else {}  # another job's config, or none: its overrides
     cfg = m.get("config") if isinstance(m.get("config"), dict) else {}
+    cfg = {**config.EARLIER, **cfg} if cfg else cfg  # a record from before a key existed ran with its `earlier`
     row, given = {"job": job_dir.name}, overrides(job_dir, launched)
     for key in dict.fromkeys(ALWAYS + swept):
         value = cfg.get(key)

@@ -13,14 +13,15 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from nst import memory
+from nst import memory, universal
 from nst.color import with_colors_of
-from nst.engine import Interrupted, NonFiniteLoss, Progress, numbers, optimise
+from nst.engine import Interrupted, NonFiniteLoss, NoProgress, Progress, numbers, optimise
 from nst.images import load_image
 from nst.inputs import cached_image, image_size, spec_images, targets
 from nst.metrics import note, noted
-from nst.spec import JobSpec
+from nst.spec import FEED_FORWARD, JobSpec
 from nst.transfer import StyleTransfer
+from nst.universal import WCTLoss
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16}
@@ -136,7 +137,10 @@ def run(spec: JobSpec, *, progress: ProgressFn | None = None) -> JobResult:
     iterations = evaluations = 0
     seconds, first, rgb, stop_reason, offset = 0.0, None, None, None, 0.0
 
+    starts: dict[int, float] = {}  # each scale's loss at its start
+
     def record(p: Progress, long_side: int, steps: int) -> None:  # a row counted from the first scale (engine.Trace)
+        starts.setdefault(long_side, p.terms["total_loss"])
         row = {"size": long_side, "iteration": iterations + p.iteration, "evaluations": evaluations + p.evaluations,
                "seconds": offset + p.seconds, **p.terms}
         if history and (history[-1]["size"], history[-1]["iteration"]) == (long_side, row["iteration"]):
@@ -146,6 +150,8 @@ def run(spec: JobSpec, *, progress: ProgressFn | None = None) -> JobResult:
         if progress is not None:
             progress(long_side, steps, p)
 
+    if spec.method in FEED_FORWARD:
+        return feed_forward(spec, device, start)
     try:
         for long_side, steps in spec.scales:
             size = image_size(spec.targets.content, long_side)
@@ -155,20 +161,26 @@ def run(spec: JobSpec, *, progress: ProgressFn | None = None) -> JobResult:
                 rgb = initial_image(spec, content_rgb, style_rgbs[0] if style_rgbs else None, size)
             else:
                 rgb = F.interpolate(rgb, size=(size[1], size[0]), mode="bilinear")
+            objective, oprep = model, prep  # what is minimised; the job's loss (`model`) measures the result
+            if spec.method == "wct_opt":
+                u = spec.universal
+                objective = WCTLoss(content_rgb, style_rgbs[0], u.levels, u.alphas, str(device))
+                oprep = objective.prep
             first = time.perf_counter() if first is None else first
             offset = time.perf_counter() - first  # later scales' set-up counts in their seconds
             o = spec.optimizer
-            result = optimise(model, prep(rgb.to(device)), steps=steps, optimizer=o.name, lr=o.lr,
+            result = optimise(objective, oprep(rgb.to(device)), steps=steps, optimizer=o.name, lr=o.lr,
                               history_size=o.history_size, line_search=o.line_search,
                               autocast=PRECISIONS[spec.precision],
                               callback=lambda p, s=long_side, n=steps: record(p, s, n))
+            no_progress(spec, long_side, steps, starts.get(long_side), result)
             iterations, evaluations = iterations + result.iterations, evaluations + result.evaluations
             seconds += result.seconds
             stop_reason = result.stop_reason or stop_reason
             if stop_reason:
                 log.warning("stopped after %d of %d iterations at %d px: %s", result.iterations, steps, long_side,
                             stop_reason)
-            rgb = prep.inverse(result.image).detach().cpu()
+            rgb = oprep.inverse(result.image).detach().cpu()
     except BaseException as e:  # a failure while running: what the earlier scales and this one had done
         ran = isinstance(e, (Interrupted, NonFiniteLoss)) and e.iterations is not None  # the engine says how far
         last = history[-1] if history else {}
@@ -180,9 +192,47 @@ def run(spec: JobSpec, *, progress: ProgressFn | None = None) -> JobResult:
         if isinstance(e, KeyboardInterrupt) and getattr(e, "iterations", None) != steps:  # every scale's count
             raise note(Interrupted(steps), **noted(e)) from e
         raise
-    return finish(spec, model, prep, result.image, result.terms, size, device, history=history,
+    image, terms = result.image, result.terms
+    if objective is not model:  # wct_opt: the job's loss of the result, as for every method
+        image = prep(rgb.to(device))
+        with torch.no_grad():
+            terms = numbers(model(image))
+    return finish(spec, model, prep, image, terms, size, device, history=history,
                   iterations=iterations, evaluations=evaluations, seconds=seconds, setup_seconds=first - start,
                   stop_reason=stop_reason)
+
+
+def no_progress(spec: JobSpec, long_side: int, steps: int, start: float | None, result: Any) -> None:
+    """Raise NoProgress where a scale ran steps and its loss did not fall below its start (a loss of 0 cannot):
+    a bf16 job whose first line search failed ended `ok` with its noise start (issue 28)."""
+    end = result.terms["total_loss"]
+    if steps == 0 or start is None or not start > 0 or end < start or result.stop_reason == "gradient is zero":
+        return  # nothing to lower, or a start already at a stationary point
+    hint = ("try precision=fp32" if spec.precision == "bf16" else "try another optimizer.lr or optimizer=lbfgs"
+            if spec.optimizer.name == "adam" else "try optimizer.line_search=null or init=content")
+    why = result.stop_reason or "no update lowered it"
+    raise NoProgress(f"no progress at {long_side} px: the loss {end:.4g} is not below its start {start:.4g} after "
+                     f"{result.iterations} of {steps} iterations ({why}); {hint}")
+
+
+def feed_forward(spec: JobSpec, device: torch.device, start: float) -> JobResult:
+    """A feed-forward job (method wct or adain: nst/universal.py) at its size, measured by the job's loss."""
+    size = image_size(spec.targets.content, spec.scales[-1][0])
+    model, prep = model_for(spec, size, device)
+    content_rgb, style_rgbs = spec_images(spec.targets, size)
+    u = spec.universal
+    for level in u.levels:  # read before the clock starts: set-up, as the network is
+        universal.decoder(u.decoders, level, str(device))
+    first = time.perf_counter()
+    rgb = universal.stylise(content_rgb, style_rgbs[0], levels=u.levels, alphas=u.alphas, directory=u.decoders,
+                            transform=spec.method, device=str(device))
+    seconds = time.perf_counter() - first
+    image = prep(rgb.to(device))
+    with torch.no_grad():
+        terms = numbers(model(image))
+    row = {"size": max(size), "iteration": 0, "evaluations": 0, "seconds": seconds, **terms}  # its one image
+    return finish(spec, model, prep, image, terms, size, device, history=[row], iterations=0, evaluations=0,
+                  seconds=seconds, setup_seconds=first - start, stop_reason=None)
 
 
 def finish(spec: JobSpec, model: StyleTransfer, prep: Any, image: torch.Tensor, terms: dict[str, float],

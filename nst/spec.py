@@ -13,6 +13,8 @@ from nst.config import NAMED_INITS, as_tuple
 from nst.features import Layer
 
 INITS = NAMED_INITS  # the starting images that read no file of their own (else `init` is a path)
+METHODS = ("gatys", "wct_opt", "wct", "adain")  # `method`: Gatys et al.'s optimisation, or nst/universal.py's
+FEED_FORWARD = ("wct", "adain")  # the methods that optimise nothing: through decoders
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,29 @@ class OptimizerSpec:
 
 
 @dataclass(frozen=True)
+class UniversalSpec:
+    """Universal style transfer's settings (method wct_opt, wct, adain: nst/universal.py)."""
+
+    levels: tuple[int, ...]  # relu{L}_1, shallow to deep; adain: the deepest only
+    alphas: tuple[float, ...]  # one per level
+    decoders: str | None  # a directory of decoder files; None: the shipped ones
+
+    @classmethod
+    def from_config(cls, c: dict[str, Any]) -> UniversalSpec:
+        """The levels (null: every level with a decoder) and one α per level."""
+        from nst.decoder import available
+
+        typed = as_tuple(c.get("wct_levels"))
+        levels = tuple(int(v) for v in typed) if typed else tuple(available(c.get("decoders")))
+        alpha = as_tuple(c.get("wct_alpha"))  # one number, or one per level in wct_levels' order
+        by_level = dict(zip(levels, (float(a) for a in alpha) if len(alpha) > 1 else [float(alpha[0])] * len(levels)))
+        levels = tuple(sorted(levels))
+        if c.get("method") == "adain":  # Huang & Belongie's AdaIN at one level: the deepest
+            levels = levels[-1:]
+        return cls(levels, tuple(by_level[L] for L in levels), c.get("decoders"))
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """Everything that decides one job's result."""
 
@@ -71,6 +96,8 @@ class JobSpec:
     seed: int
     device: str
     precision: str
+    method: str = "gatys"  # METHODS
+    universal: UniversalSpec | None = None  # for every method but gatys
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> JobSpec:
@@ -90,5 +117,7 @@ class JobSpec:
         weights = LossWeights(float(c["alpha"]), beta, tuple(float(w) for w in as_tuple(c["style_layer_weights"])),
                               float(c["tv_weight"]))
         optimizer = OptimizerSpec(str(opt["name"]), float(opt["lr"]), int(opt["history_size"]), opt["line_search"])
+        method = str(c.get("method", "gatys"))
+        universal = UniversalSpec.from_config(c) if method != "gatys" else None
         return cls(targets, weights, optimizer, scales, str(c["init"]), float(c["noise_std"]), int(c["seed"]),
-                   str(c["device"]), str(c["precision"]))
+                   str(c["device"]), str(c["precision"]), method, universal)

@@ -178,6 +178,10 @@ def run_app(module: str, *args: str, cwd: Path = ROOT) -> Ran:
                 from experiments.report import cli
 
                 code = cli(list(args), draw=name == "figures")
+            elif name == "train_decoder":  # a Hydra app of its own, not a job's
+                from experiments.train_decoder import entry as train
+
+                code = train()
             else:
                 entry("config" if name == "transfer" else name)
     except SystemExit as e:

@@ -18,6 +18,14 @@ TINY = ["debug=tiny"]
 # (id, overrides, what the one error line must contain); {name} is a file from the `files` fixture
 CASES = [
     ("ratio_zero", ["ratio=0"], ["ratio 0", "> 0"]),
+    ("method_typo", ["method=wtc"], ["method 'wtc'", "did you mean wct?"]),
+    ("wct_alpha_over_1", ["method=wct", "wct_alpha=1.5"], ["wct_alpha 1.5", "in [0, 1]"]),
+    ("wct_alpha_per_level", ["method=wct", "wct_alpha=[0.5,1]"], ["wct_alpha [0.5,1]", "wct_levels null"]),
+    ("wct_levels_range", ["method=wct", "wct_levels=[0,1]"], ["wct_levels [0,1]", "1..5"]),
+    ("decoder_missing", ["method=wct", "wct_levels=[5]"], ["wct_levels [5]", "no decoder_relu5_1.pt",
+                                                              "experiments.train_decoder level=5"]),
+    ("decoders_not_a_folder", ["method=wct", "decoders=/nonexistent"], ["decoders '/nonexistent'", "directory"]),
+    ("wct_two_styles", ["method=wct_opt", "style=[{tiny},{tiny}]"], ["style", "one image for method 'wct_opt'"]),
     ("ratio_negative", ["ratio=-1"], ["ratio -1"]),
     ("lr_zero", ["optimizer.lr=0"], ["optimizer.lr 0", "> 0"]),
     ("line_search", ["optimizer.line_search=foo"], ["optimizer.line_search 'foo'", "strong_wolfe"]),

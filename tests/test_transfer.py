@@ -83,6 +83,22 @@ def test_nan_stops_the_job(vgg):
         optimise(model, bad, steps=3)
 
 
+def test_a_job_that_did_not_lower_its_loss_fails_with_what_to_try(tmp_path):
+    # Adam at lr 1e-30 moves no float32 pixel: the image is its noise start (as a bf16 job whose first line search
+    # failed was, which ended `ok`)
+    from tests.conftest import run_app
+
+    ran = run_app("experiments.transfer", "debug=tiny", "optimizer=adam", "optimizer.lr=1e-30", "steps=2",
+                  f"hydra.run.dir={tmp_path}")
+    assert ran.returncode == 2, ran.stderr[-2000:]
+    assert [line for line in ran.stderr.splitlines() if line.startswith("error:")] == [ran.stderr.strip().splitlines()[-1]]
+    assert "no progress at 32 px" in ran.stderr and "try another optimizer.lr or optimizer=lbfgs" in ran.stderr
+    import json
+
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["steps"] == 2 and not (tmp_path / "result.png").exists()
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / ((a.clamp(0, 1) - b) ** 2).mean().item())
 
