@@ -96,7 +96,8 @@ def main(cfg: DictConfig) -> float | None:
         if multirun:
             jobdir.fail(config, out, e)
             return None
-        refused = not ran and isinstance(e, jobdir.bad_input()) and jobdir.discard_new(out, SESSION.started)
+        refused = not ran and isinstance(e, jobdir.bad_input()) and not isinstance(e, jobdir.OtherRun) and \
+            jobdir.discard_new(out, SESSION.started, f"{hc.job.name}.log")
         if not refused and not isinstance(e, jobdir.OtherRun):  # a directory refused is left as it was (but
             jobdir.record_failure(config, out, e)  # Hydra's .hydra/, written before any of our code runs)
         raise JobFailed(e) from e

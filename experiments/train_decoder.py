@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> None:
     c = OmegaConf.to_container(cfg, resolve=True)
     try:
         outcome = train(TrainConfig(**c), out, interrupted=lambda: bool(STOP))
-    except TrainingError as e:
+    except Exception as e:
         raise JobFailed(e) from e  # through Hydra untouched (experiments/errors.py)
     psnr = ", ".join(f"{p:.2f}" for p in outcome.psnr) or "no held_out folder"
     print(f"decoder relu{c['level']}_1: {outcome.decoder_file} ({outcome.steps} steps, "
@@ -35,6 +35,7 @@ def main(cfg: DictConfig) -> None:
 def stop(signum: int, frame: object) -> None:
     """The first SIGINT/SIGTERM stops the training after its current step (and a checkpoint); a second one at once."""
     if STOP:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the unwinding is not cut short again
         raise KeyboardInterrupt(signal.Signals(signum).name)
     STOP.append(signal.Signals(signum).name)
 
@@ -53,11 +54,15 @@ def entry() -> int:
     try:
         app()
     except JobFailed as e:
-        print(f"error: {e.error}", file=sys.stderr)
-        return 2
+        if isinstance(e.error, TrainingError):
+            print(f"error: {e.error}", file=sys.stderr)
+            return 2
+        print(f"error: {type(e.error).__name__}: {e.error} (HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:
-        name = (STOP or [e.args[0] if e.args else "SIGINT"])[0]
-        print(f"interrupted ({name}): checkpoint saved; the same command resumes from it", file=sys.stderr)
+        name = (STOP or ["SIGINT"])[0]
+        saved = "checkpoint saved" if e.args == ("checkpoint",) else "stopped at once, the last checkpoint kept"
+        print(f"interrupted ({name}): {saved}; the same command resumes from it", file=sys.stderr)
         return 143 if name == "SIGTERM" else 130
     except Exception as e:  # Hydra's: a missing or mistyped key
         print(f"error: {describe_hydra_error(e)}", file=sys.stderr)

@@ -71,7 +71,7 @@ class JobConfig:
     size: int = key(low=1, axis=False, report=2, columns=5)
     style_scale: Optional[float] = key(low=0, strict=True, high=16, columns=3)
     steps: int = key(low=0, axis=False, optimisation=True)
-    multiscale: Any = key(optimisation=True)  # null or [[size, steps], ...]
+    multiscale: Any = key()  # null or [[size, steps], ...] (a feed-forward method runs at its last size)
     alpha: float = key(low=0, report=5, label="α", columns=2)
     beta: float = key(low=0, report=6, label="β", columns=0)
     ratio: Optional[float] = key(low=0, strict=True, report=7, label="α/β", columns=1)
@@ -371,8 +371,7 @@ LEVELS = (1, 2, 3, 4, 5)  # nst.decoder.LEVELS: relu1_1 ... relu5_1
 
 
 def _universal(c: Check) -> None:
-    """wct_levels: null or distinct levels 1..5; wct_alpha: one number in [0, 1] or one per level; for every method
-    but gatys, one style image."""
+    """wct_levels: null or distinct levels 1..5; wct_alpha: one number in [0, 1] or one per level."""
     levels = c.get("wct_levels")
     if levels is not None:
         value = list(as_tuple(levels))
@@ -382,12 +381,9 @@ def _universal(c: Check) -> None:
     alpha = list(as_tuple(c.get("wct_alpha")))
     if not alpha or not all(is_number(a) and 0 <= a <= 1 for a in alpha):
         raise c.fail("wct_alpha", "must be a number in [0, 1] or a list of them, one per level")
-    if len(alpha) > 1 and (levels is None or len(alpha) != len(as_tuple(levels))):
+    if len(alpha) > 1 and c.get("method") != "gatys" and (levels is None or len(alpha) != len(as_tuple(levels))):
         raise c.fail("wct_alpha", f"has {len(alpha)} values for {c.shown('wct_levels')}: give one number, or one per "
                                   "level with wct_levels listed")
-    method = c.get("method")
-    if method not in (None, "gatys") and len(as_tuple(c.get("style"))) != 1:
-        raise c.fail("style", f"must be one image for method {method!r} (style_blend is the gatys method's)")
 
 
 def _device_name(name: str) -> bool:

@@ -63,8 +63,10 @@ def parameter_count(net: nn.Module) -> int:
 def save(path: str | Path, net: nn.Module, level: int, info: dict[str, Any]) -> None:
     """A decoder file: its weights in float16 (half the size; measured PSNR change in docs/universal.md), its level
     and what it was trained with and measured at (`info`)."""
+    from nst.files import atomic_write
+
     state = {k: v.detach().cpu().half() for k, v in net.state_dict().items()}
-    torch.save({"level": level, "state_dict": state, "info": info}, path)
+    atomic_write(path, lambda tmp: torch.save({"level": level, "state_dict": state, "info": info}, tmp))
 
 
 def load(path: str | Path, level: int | None = None) -> tuple[nn.Sequential, dict[str, Any]]:

@@ -188,34 +188,40 @@ def train(config: TrainConfig, out: Path, *, interrupted: Callable[[], bool] = l
     opt = torch.optim.Adam(dec.parameters(), lr=config.lr)
     g = torch.Generator().manual_seed(config.seed)
     rows: list[dict[str, float]] = []
-    step = 0
+    step, spent = 0, 0.0  # steps and training seconds so far (a resumed run's included)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT
     if ckpt.is_file():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if saved["config"] != comparable(config):
-            diff = [k for k in saved["config"] if saved["config"][k] != comparable(config).get(k)]
-            raise TrainingError(f"{diff[0]} {comparable(config)[diff[0]]!r} differs from the checkpoint's "
-                                f"{saved['config'][diff[0]]!r} in {ckpt}; give it back, or another hydra.run.dir")
+        try:
+            saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise TrainingError(f"{ckpt} is no checkpoint ({type(e).__name__}); remove it to start afresh") from None
+        ours = comparable(config)
+        if saved["config"] != ours:
+            k = next(k for k in {**ours, **saved["config"]} if saved["config"].get(k) != ours.get(k))
+            raise TrainingError(f"{k} {ours.get(k)!r} differs from the checkpoint's {saved['config'].get(k)!r} in "
+                                f"{ckpt}; give it back, or another hydra.run.dir")
         dec.load_state_dict(saved["decoder"])
         opt.load_state_dict(saved["optimizer"])
         g.set_state(saved["generator"])
-        step, rows = saved["step"], saved["rows"]
+        step, rows, spent = saved["step"], saved["rows"], saved.get("seconds", 0.0)
         log.info("resumed from %s at step %d", ckpt, step)
     resumed_from = step
 
-    def checkpoint() -> None:
+    def checkpoint() -> None:  # at a step's end only: a resumed run goes on exactly as this one would have
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"config": comparable(config), "decoder": dec.state_dict(), "optimizer": opt.state_dict(),
-                    "generator": g.get_state(), "step": step, "rows": rows}, tmp)
+                    "generator": g.get_state(), "step": step, "rows": rows,
+                    "seconds": spent + time.perf_counter() - started}, tmp)
         os.replace(tmp, ckpt)
 
     bars = Bars(f"decoder relu{config.level}_1", config.progress)
     started, timed = time.perf_counter(), 0
     try:
         while step < config.steps:
-            if interrupted():
-                raise KeyboardInterrupt
+            if interrupted():  # the first signal: stop between steps, with a checkpoint
+                checkpoint()
+                raise KeyboardInterrupt("checkpoint")
             x = crops(images, config.batch, config.crop, g).to(device)
             total, pixel, feature = loss_terms(dec, enc, prep, x, config.level, config.feature_weight)
             opt.zero_grad(set_to_none=True)
@@ -228,13 +234,10 @@ def train(config: TrainConfig, out: Path, *, interrupted: Callable[[], bool] = l
                                                             terms={"total_loss": rows[-1]["loss"]}))
             if step % config.checkpoint_every == 0:
                 checkpoint()
-    except KeyboardInterrupt:
-        checkpoint()
-        raise
-    finally:
+    finally:  # a second signal stops at once: the last checkpoint, at a step's end, is kept
         bars.close()
     checkpoint()
-    per_step = (time.perf_counter() - started) / max(1, timed)
+    per_step = (spent + time.perf_counter() - started) / max(1, step)
     psnrs = held_out_psnr(dec, enc, prep, held, config.level, device)
     info = {"config": asdict(config), "steps": step, "seconds_per_step": per_step, "device": str(device),
             "held_out_psnr": psnrs, "held_out_psnr_mean": sum(psnrs) / len(psnrs) if psnrs else None,

@@ -82,18 +82,25 @@ def release(out: Path | None = None) -> None:
             os.close(fd)
 
 
-def discard_new(out: Path, since: float) -> bool:
-    """Remove a run's directory that holds only what Hydra wrote for it since `since` (.hydra/, its log): a run
-    refused before its job ran leaves nothing behind. False (kept) for a directory with anything else in it."""
+def discard_new(out: Path, since: float, log_name: str) -> bool:
+    """Remove what Hydra wrote since `since` for a run refused before its job ran (its .hydra/ and its log,
+    `log_name`), and the directory where nothing else is left in it; only a directory this process holds. False
+    (nothing removed) for one with anything else in it: a refused run leaves nothing behind, and takes nothing."""
     out = Path(out)
+    if HELD.get(str(out), -1) < 0:  # another process's, or not claimed: not ours to remove
+        return False
     try:
-        entries = list(out.iterdir())
-        own = all((p.name == ".hydra" and p.is_dir() and not p.is_symlink() or p.suffix == ".log" and p.is_file())
-                  and p.stat().st_mtime >= since - 1 for p in entries)
-        if not own or not all(p.is_file() and p.stat().st_mtime >= since - 1 for p in (out / ".hydra").iterdir()):
+        hydra = out / ".hydra"
+        ours = [p for p in out.iterdir() if p.name in (".hydra", log_name)]
+        if len(ours) != len(list(out.iterdir())) or not hydra.is_dir() or hydra.is_symlink():
             return False
+        written = [*hydra.iterdir(), *(p for p in ours if p.name == log_name)]
+        if not all(p.is_file() and not p.is_symlink() and p.stat().st_mtime >= since - 1 for p in written):
+            return False  # something older, or not a file: not this run's
+        shutil.rmtree(hydra)
+        (out / log_name).unlink(missing_ok=True)
         release(out)
-        shutil.rmtree(out)
+        out.rmdir()
     except OSError:
         return False
     return True

@@ -93,11 +93,16 @@ def preflight(config: Mapping[str, Any], typed: Mapping[str, str] | None = None)
 
 
 def _decoders(c: Check) -> None:
-    """A feed-forward method needs a decoder file for each of its levels, in `decoders` (null: the shipped ones)."""
+    """Every method but gatys transforms one style image; a feed-forward one needs a decoder file for each of its
+    levels, in `decoders` or shipped."""
     from nst import decoder
 
     method, where = c.get("method"), c.get("decoders")
     if method == "gatys":
+        return
+    if len(as_tuple(c.get("style"))) != 1:
+        raise c.fail("style", f"must be one image for method {method!r} (style_blend is the gatys method's)")
+    if method == "wct_opt":
         return
     if where is not None and not Path(where).is_dir():
         raise c.fail("decoders", "is not a directory of decoder files (decoder_relu3_1.pt, ...)")
@@ -106,7 +111,7 @@ def _decoders(c: Check) -> None:
     if not levels:
         raise c.fail("decoders", "holds no decoder_relu{L}_1.pt, and none is shipped; train one: python -m "
                                  "experiments.train_decoder")
-    need = [L for L in levels if L not in has] if method == "wct" else [max(levels)] if method == "adain" else []
+    need = levels if method == "wct" else [max(levels)]  # adain: the deepest only
     lacking = [L for L in need if L not in has]
     if lacking:
         L, name = lacking[0], decoder.file_name(lacking[0])
@@ -469,6 +474,7 @@ def _no_effect(c: Check, net: Any) -> None:
     elif c.get("method") in ("wct", "adain"):
         for name in [*keys(optimisation=True), *(f"optimizer.{k}" for k in OPTIMIZER_FIELDS)]:
             why[name] = f"{c.shown('method')} is feed-forward: nothing is optimised"
+        why["precision"] = f"{c.shown('method')} runs in fp32 (its transform in float64)"
     if c.get("method") == "wct_opt":
         why["decoders"] = "wct_opt reaches its targets by optimisation, without a decoder"
     for name, reason in why.items():

@@ -36,6 +36,8 @@ class Bars:
     def _line(self, size: int, steps: int, p: Any) -> None:
         now = time.monotonic()
         if self.size != size:
+            if self.done is not None:  # the scale before stopped early: its last line
+                self._print()
             self.size, self.last = size, now
         self.done = (size, steps, p)
         if now - self.last >= LINE_SECONDS or p.iteration >= steps:

@@ -209,7 +209,8 @@ def no_progress(spec: JobSpec, long_side: int, steps: int, start: float | None, 
     if steps == 0 or start is None or not start > 0 or end < start or result.stop_reason == "gradient is zero":
         return  # nothing to lower, or a start already at a stationary point
     hint = ("try precision=fp32" if spec.precision == "bf16" else "try another optimizer.lr or optimizer=lbfgs"
-            if spec.optimizer.name == "adam" else "try optimizer.line_search=null or init=content")
+            if spec.optimizer.name == "adam" else "try init=content" if spec.optimizer.line_search is None else
+            "try optimizer.line_search=null or init=content")
     why = result.stop_reason or "no update lowered it"
     raise NoProgress(f"no progress at {long_side} px: the loss {end:.4g} is not below its start {start:.4g} after "
                      f"{result.iterations} of {steps} iterations ({why}); {hint}")

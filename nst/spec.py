@@ -70,11 +70,14 @@ class UniversalSpec:
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> UniversalSpec:
-        """The levels (null: every level with a decoder) and one α per level."""
-        from nst.decoder import available
+        """The levels (null: every level with a decoder; for wct_opt all five) and one α per level."""
+        from nst.decoder import LEVELS, available
 
         typed = as_tuple(c.get("wct_levels"))
-        levels = tuple(int(v) for v in typed) if typed else tuple(available(c.get("decoders")))
+        if typed:
+            levels = tuple(int(v) for v in typed)
+        else:  # wct_opt needs no decoder: all five levels, the same wherever it runs
+            levels = tuple(available(c.get("decoders"))) if c.get("method") in FEED_FORWARD else LEVELS
         alpha = as_tuple(c.get("wct_alpha"))  # one number, or one per level in wct_levels' order
         by_level = dict(zip(levels, (float(a) for a in alpha) if len(alpha) > 1 else [float(alpha[0])] * len(levels)))
         levels = tuple(sorted(levels))
@@ -103,13 +106,14 @@ class JobSpec:
     def from_config(cls, c: dict[str, Any]) -> JobSpec:
         """The spec of a resolved config (a plain dict, checked by nst.preflight)."""
         style_layers = as_tuple(c["style_layers"])
+        reads_style = bool(style_layers) or c.get("method", "gatys") != "gatys"  # every other method transforms it
         opt = c["optimizer"]
         beta = float(c["alpha"]) / float(c["ratio"]) if c.get("ratio") is not None else float(c["beta"])
         plan = c.get("multiscale")
         scales = tuple((int(s), int(n)) for s, n in plan) if plan else ((int(c["size"]), int(c["steps"])),)
         targets = TargetSpec(
             arch=str(c["arch"]), weights=str(c["weights"]), pooling=str(c["pooling"]), content=str(c["content"]),
-            styles=tuple(str(s) for s in as_tuple(c["style"])) if style_layers else (),
+            styles=tuple(str(s) for s in as_tuple(c["style"])) if reads_style else (),
             style_blend=tuple(float(b) for b in as_tuple(c.get("style_blend"))) if style_layers else (),
             style_scale=None if c.get("style_scale") is None else float(c["style_scale"]),
             preserve_color=c.get("preserve_color"), content_layers=as_tuple(c["content_layers"]),

@@ -70,9 +70,14 @@ def wct(content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0, eps: flo
     fc, fs = _flat(content), _flat(style)
     if fc.shape[0] != fs.shape[0]:
         raise ValueError(f"content has {fc.shape[0]} channels and style {fs.shape[0]}: features of one layer expected")
-    (mc, cc), (ms, cs) = moments(fc), moments(fs)
-    fcs = (colouring(cs, eps) @ whitening(cc, eps)) @ (fc - mc) + ms
-    return (alpha * fcs + (1 - alpha) * fc).to(content.dtype).reshape(content.shape)
+    ms, cs = moments(fs)
+    mc = fc.mean(dim=1, keepdim=True)
+    centred = fc - mc  # once (moments would centre again): these C x N passes, not the eigh, are WCT's time
+    cc = centred @ centred.T / max(fc.shape[1] - 1, 1)
+    fcs = torch.addmm(ms, colouring(cs, eps) @ whitening(cc, eps), centred)
+    if alpha != 1:
+        fcs = fcs.mul_(alpha).add_(fc, alpha=1 - alpha)
+    return fcs.to(content.dtype).reshape(content.shape)
 
 
 def adain(content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0, eps: float = EPS) -> torch.Tensor:

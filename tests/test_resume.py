@@ -136,7 +136,12 @@ def test_a_failed_single_run_leaves_its_directory_free_and_a_refused_one_untouch
     r = run_app("experiments.transfer", *TINY, "steps=1.5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert r.returncode == 2 and not run_dir.exists()  # the schema's type: refused before Hydra made the directory
     r = run_app("experiments.transfer", *TINY, "threads=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert r.returncode == 2 and metrics(run_dir)["status"] == "failed"
+    assert r.returncode == 2 and not run_dir.exists()  # refused before its job ran: Hydra's files removed too
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")  # a directory with anything else in it keeps all of it
+    r = run_app("experiments.transfer", *TINY, "threads=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert r.returncode == 2 and metrics(run_dir)["status"] == "failed" and (run_dir / "notes.txt").is_file()
+    (run_dir / "notes.txt").unlink()
     r = run_app("experiments.transfer", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)  # the typo fixed
     assert r.returncode == 0, r.stderr[-2000:]
     assert metrics(run_dir)["status"] == "ok" and (run_dir / "result.png").is_file()

@@ -245,7 +245,7 @@ def test_the_other_resources_are_checked_against_this_sinfo(request_, partition,
     asked = dict(gpus=0, cpus=1, tasks=1, mem_gb=1, timeout_min=60) | request_
     if "timeout_min" in request_:  # a partition without a time limit (MaxTime=INFINITE) has none to exceed
         _, nodes = partition_nodes(parse(run_sinfo(["--noheader", "-N", "-o", SINFO_FORMAT])), partition)
-        if all(n.limit_min == float("inf") for n in nodes):
+        if nodes and all(n.limit_min == float("inf") for n in nodes):
             check(Request(**asked), partition, "auto")  # accepted
             return
     with pytest.raises(Unfit) as e:
