@@ -73,12 +73,19 @@ def jobs_for_threads(threads: int | None) -> int:
     return 1 if threads is None else max(1, (os.cpu_count() or 1) // threads)
 
 
+def nst_help(_root_: DictConfig) -> str:
+    """hydra.help.template: the entry's help (experiments/help.py)."""
+    from experiments.help import text
+
+    return text(_root_)
+
+
 def register() -> None:
     """Register the schema and the resolvers once (safe to call again)."""
     ConfigStore.instance().store(name=SCHEMA, node=JobConfig, provider="nst-sweeps")
     for name, fn in {"embedded": lambda name: str(embedded(name)), "sweep_dirname": sweep_dirname,
                      "conv_indices": conv_indices, "jobs_for_threads": jobs_for_threads,
-                     "default_images_root": lambda: default_images_root()}.items():
+                     "default_images_root": lambda: default_images_root(), "nst_help": nst_help}.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

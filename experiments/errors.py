@@ -52,10 +52,15 @@ def argv_override(key: str) -> str | None:
     return None
 
 
+def refused_groups(config_name: str) -> set[str]:
+    """The config groups an entry refuses: the presets (experiment=) run under experiments.transfer only."""
+    return set() if config_name == "config" else {"experiment"}
+
+
 def refused_arguments(config_name: str) -> str | None:
     """Why the command line is refused before Hydra composes anything, else None."""
     preset = argv_override("experiment")
-    if config_name != "config" and preset and preset.partition("=")[2] not in ("", "null"):
+    if "experiment" in refused_groups(config_name) and preset and preset.partition("=")[2] not in ("", "null"):
         # a preset is a sweep of its own; composed under this entry's config, the entry's keys and sweep override
         # and extend it (e.g. the grid's beta axis beside Fig. 3's ratio axis: 100 jobs, not 20)
         return (f"{preset}: a preset is a sweep of its own, which experiments.{config_name}'s settings would "

@@ -18,11 +18,10 @@ def publish(sweep_dir: str | Path, *, draw: bool = True, config: DictConfig | No
     """Write the report (and the figures) of a sweep directory: the jobs of its last sweep (multirun.yaml), or
     with `every_job` of every job directory in it; returns the console summary. A figure of an earlier report
     that this one does not draw (a grid, after a re-run of one row) is removed, as report.write does its pivots.
-    `started`: when the command that ran the sweep started (else multirun.yaml's time: another run of the same
-    sweep rewrites it)."""
+    `started`: when the command that ran the sweep started, for the summary's "this run: ..." (nst.report.counts);
+    None from the `report` command, which ran nothing."""
     sweep_dir = Path(sweep_dir)
-    jobs, written = (None, None) if every_job else invocation(sweep_dir, config)
-    started = started or written
+    jobs, _ = (None, None) if every_job else invocation(sweep_dir, config)
     listed = jobs is None and sweep_dir.is_dir()
     inner = sorted(d.name for d in sweep_dir.iterdir() if (d / MULTIRUN_FILE).is_file()) \
         if listed else []  # sweeps inside: a folder such as outputs/transfer/

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -22,18 +23,39 @@ from nst.sweep import NAMES_COLUMNS  # noqa: E402
 CELL = 1.9  # inches per image column
 
 
-def _value_text(value) -> str:
-    """An axis value as labels show it: "null", "1e+03" where exact, else four digits."""
+def _plain(value) -> str:
+    """A value as labels show it off a scientific axis: "null", four digits for a number, else its text."""
     if value is None or isinstance(value, float) and math.isnan(value):
         return "null"  # an unset option (e.g. preserve_color) reads back from the CSV as NaN
-    if isinstance(value, float) and value and (abs(value) >= 1e3 or abs(value) < 1e-2):
-        short = f"{value:.0e}"  # 1e+03, as the directory names; four digits where that is not the value (it made
-        return short if float(short) == value else f"{value:.4g}"  # 1000 and 1250 both "1e+03")
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _value_label(key: str, value) -> str:
-    return f"{key_label(key)} = {_value_text(value)}"
+def _scientific(value: float, digits: int) -> str:
+    """1e+03, 1.25e+03: `digits` after the point at most, trailing zeros dropped."""
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.') if '.' in mantissa else mantissa}e{exponent}"
+
+
+def axis_format(values) -> Callable[[object], str]:
+    """One number format for all the values of an axis (β = 100 beside 1e+03, 1e-05 beside 0.01 was two): where
+    one needs it (|v| >= 1e3 or < 1e-2), every number in scientific notation with the digits that tell them apart
+    (1e+03, 1.25e+03), else four significant digits."""
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and not math.isnan(v) and v]
+    if not any(abs(v) >= 1e3 or abs(v) < 1e-2 for v in numbers):
+        return _plain
+    digits = next((d for d in range(7) if all(abs(float(f"{v:.{d}e}") - v) <= 1e-9 * abs(v) for v in numbers)), 6)
+    return lambda v: _scientific(float(v), digits) if isinstance(v, (int, float)) and not isinstance(v, bool) \
+        and not math.isnan(v) and v else _plain(v)
+
+
+def _value_label(key: str, value, fmt: Callable[[object], str] = _plain) -> str:
+    return f"{key_label(key)} = {fmt(value)}"
+
+
+def _format(df: pd.DataFrame, key: str) -> Callable[[object], str]:
+    """The format of a swept key's values in this sweep."""
+    return axis_format(df[key].dropna().unique()) if key in df else _plain
 
 
 def _names_text(names: str) -> str:
@@ -125,7 +147,8 @@ def grid(df: pd.DataFrame, sweep_dir: str | Path, *, content: str | None = None,
                 ax.set_title(_column_title(df, cols_key, c), fontsize=9)
             if j == 0:
                 layers = job is not None and rows_key in LAYER_KEYS
-                ax.set_ylabel(_layers_label(match.iloc[0], rows_key) if layers else _value_text(r), fontsize=7)
+                ax.set_ylabel(_layers_label(match.iloc[0], rows_key) if layers else _format(df, rows_key)(r),
+                              fontsize=8)
     right.suptitle(f"rows: {key_label(rows_key)}, columns: {key_label(cols_key)}"
                    + (f"; {held}" if held else ""), fontsize=10)
     return _save(fig, sweep_dir / "grid")
@@ -135,7 +158,7 @@ def _column_title(df: pd.DataFrame, key: str, value: object) -> str:
     """A grid column's title: a layer set by its layers' names, as the rows and the strip show it (it was "0,2"),
     where every job of the column names them alike (rows of tap=relu,conv read one index as two layers)."""
     names = df.loc[_is(df[key], value), NAMES_COLUMNS[key]].dropna().unique() if key in NAMES_COLUMNS else []
-    return _names_text(names[0]) if len(names) == 1 else _value_label(key, value)
+    return _names_text(names[0]) if len(names) == 1 else _value_label(key, value, _format(df, key))
 
 
 def _is(column: pd.Series, value: object) -> pd.Series:
@@ -143,15 +166,23 @@ def _is(column: pd.Series, value: object) -> pd.Series:
     return column.isna() if value is None else column == value
 
 
+STRIP_COLUMNS = 6  # a strip wraps onto rows of this many images: a 16-layer scan was one row 3,564 px wide
+
+
 def strip(df: pd.DataFrame, sweep_dir: str | Path, key: str) -> list[Path]:
-    """strip.png/pdf: one labelled image per job along one swept key (e.g. reconstructions per layer)."""
+    """strip.png/pdf: one labelled image per job along one swept key (e.g. reconstructions per layer), wrapped
+    onto rows of STRIP_COLUMNS."""
     sweep_dir = Path(sweep_dir)
     df = df.sort_values(key, key=order, kind="stable")
-    aspect = _aspect(df, sweep_dir)
-    fig, axs = plt.subplots(1, len(df), figsize=(CELL * len(df), CELL * aspect + 0.8), squeeze=False)
-    for ax, (_, job) in zip(axs[0], df.iterrows()):
+    aspect, fmt = _aspect(df, sweep_dir), _format(df, key)
+    cols = min(len(df), STRIP_COLUMNS)
+    rows = math.ceil(len(df) / cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(CELL * cols, (CELL * aspect + 0.8) * rows), squeeze=False)
+    for ax in axs.flat[len(df):]:
+        ax.axis("off")
+    for ax, (_, job) in zip(axs.flat, df.iterrows()):
         ok = job["status"] == "ok" and job["result"]
-        label = _layers_label(job, key) if key in LAYER_KEYS else _value_label(key, job[key])
+        label = _layers_label(job, key) if key in LAYER_KEYS else _value_label(key, job[key], fmt)
         if len(label) > 24:  # a long choice (painting = composition_vii_matched) would overlap its neighbours
             label = label.replace(" = ", " =\n", 1)
         if ok:
@@ -161,51 +192,112 @@ def strip(df: pd.DataFrame, sweep_dir: str | Path, key: str) -> list[Path]:
     return _save(fig, sweep_dir / "strip")
 
 
-LINE_STYLES = ("-", "--", ":", "-.")
+LOSSES = ("total_loss", "content_loss", "style_loss")
 
 
-def line_style(k: int) -> dict[str, str]:
-    """The k-th job's curve: ten colours, then the next ten dashed, dotted, ...: distinct for 40 jobs (a 25-job
-    grid had three jobs to each colour, in one line style)."""
-    return {"color": f"C{k % 10}", "ls": LINE_STYLES[k // 10 % len(LINE_STYLES)]}
+def _history(sweep_dir: Path, job: pd.Series) -> pd.DataFrame | None:
+    path = sweep_dir / job["job"] / "history.csv"
+    return pd.read_csv(path) if path.is_file() and path.stat().st_size else None
+
+
+def _curve(ax, h: pd.DataFrame, col: str, job: pd.Series, **style) -> None:
+    """One job's loss per iteration; a feed-forward job (one row) as a point, a failed one's last point an x."""
+    if col not in h or not (h[col] > 0).any():
+        return
+    end = {"marker": "o"} if len(h) == 1 else {}
+    if job.get("status") != "ok":  # its curve up to where it failed or was stopped, that point marked
+        end = {"marker": "x", "markevery": [-1]}
+    ax.plot(h["iteration"], h[col], lw=1.2, **style, **end)
+
+
+def _finish(ax, col: str, any_lines: bool) -> None:
+    if ax.lines:
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations: no tick at 0.5 for a short run
+        ax.grid(alpha=0.3)
+    else:  # a content reconstruction's style panel was an empty frame (trial F)
+        why = f"no {col.replace('_loss', '')} term" if any_lines else "no job left a history.csv"
+        ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="0.5")
+        ax.set(xticks=[], yticks=[])
+
+
+def job_colours(n: int) -> list:
+    """The colours of n jobs' curves along one axis: matplotlib's ten where they suffice, else a sequential map in
+    the axis's order (a 25-job grid had three jobs to each of ten colours; a layer scan reads shallow to deep)."""
+    return [f"C{k}" for k in range(n)] if n <= 10 else [plt.get_cmap("viridis")(k / (n - 1) * 0.9) for k in range(n)]
 
 
 def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
-    """losses.png/pdf: total, content and style loss per iteration of every job (log scale)."""
+    """losses.png/pdf: total, content and style loss per iteration of every job (log scale). Two swept keys: small
+    multiples, a column of panels per value of the first (style-layer sets), colour by the second (β), so that a
+    25-job grid reads at a glance; else one panel per loss, a colour per job."""
     sweep_dir = Path(sweep_dir)
+    rows_key, cols_key = axes(df)
+    if rows_key and cols_key and len(axis_values(plane(df), rows_key)) <= STRIP_COLUMNS:
+        return _loss_panels(plane(df), sweep_dir, rows_key, cols_key, held_text(df))
     fig, axs = plt.subplots(1, 3, figsize=(15, 4.2))
-    drawn = 0
     swept = [k for k in df.attrs.get("swept", []) if k in df]
-    for _, job in df.iterrows():
-        path = sweep_dir / job["job"] / "history.csv"
-        if not path.is_file() or path.stat().st_size == 0:
-            continue
-        h = pd.read_csv(path)
-        end = {"marker": "o"} if len(h) == 1 else {}  # a feed-forward job (method wct, adain): one image, a point
+    formats = {k: _format(df, k) for k in swept}
+    jobs = [(job, h) for _, job in df.iterrows() if (h := _history(sweep_dir, job)) is not None]
+    colours = job_colours(len(jobs))
+    for k, (job, h) in enumerate(jobs):
         # the swept values: the job's directory name also repeats a preset's every key (experiment=paper_fig3,
         # size=..., steps=...), which made the legend 3304 px wide and squeezed the plots
-        label = ", ".join(f"{key_label(k)}=" + (_layers_label(job, k).replace("\n", ", ") if k in LAYER_KEYS
-                                                     else _value_text(job[k])) for k in swept) or job["job"]
-        if job.get("status") != "ok":  # its curve up to where it failed or was stopped, that point marked
-            label, end = f"{label} ({job.get('status')})", {"marker": "x", "markevery": [-1]}
-        for ax, col in zip(axs, ("total_loss", "content_loss", "style_loss")):
-            if col in h and (h[col] > 0).any():
-                ax.plot(h["iteration"], h[col], lw=1, label=label, **line_style(drawn), **end)
-        drawn += 1
-    for ax, col in zip(axs, ("total", "content", "style")):
-        ax.set(title=f"{col} loss", xlabel="iteration")
-        if ax.lines:
-            ax.set_yscale("log")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations: no tick at 0.5 for a short run
-            ax.grid(alpha=0.3)
-        else:  # a content reconstruction's style panel was an empty frame (trial F)
-            why = f"no {col} term" if any(a.lines for a in axs) else "no job left a history.csv"
-            ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="0.5")
-            ax.set(xticks=[], yticks=[])
+        label = ", ".join(f"{key_label(key)}=" + (_layers_label(job, key).replace("\n", ", ") if key in LAYER_KEYS
+                                                  else formats[key](job[key])) for key in swept) or job["job"]
+        if job.get("status") != "ok":
+            label = f"{label} ({job.get('status')})"
+        for ax, col in zip(axs, LOSSES):
+            _curve(ax, h, col, job, color=colours[k], label=label)
+    for ax, col in zip(axs, LOSSES):
+        ax.set(title=col.replace("_", " "), xlabel="iteration")
+        _finish(ax, col, any(a.lines for a in axs))
     handles, labels = axs[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=6,
-                   bbox_to_anchor=(0.5, -0.07 - 0.025 * math.ceil(len(labels) / 5)))  # below the x labels
+        ncol = min(4, len(labels))
+        fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 0.0))  # below the x labels
+    return _save(fig, sweep_dir / "losses")
+
+
+def _loss_panels(df: pd.DataFrame, sweep_dir: Path, panels_key: str, colour_key: str, held: str) -> list[Path]:
+    """A row per loss (total, content, style), a column per value of `panels_key`, a colour per value of
+    `colour_key` (sequential, in the axis's order), one legend."""
+    panels, shades = axis_values(df, panels_key), axis_values(df, colour_key)
+    fmt = _format(df, colour_key)
+    cmap = plt.get_cmap("viridis")
+    colour = {v: cmap(k / max(1, len(shades) - 1) * 0.9) for k, v in enumerate(shades)}  # 0.9: no pale yellow
+    fig, axs = plt.subplots(3, len(panels), figsize=(3.2 * len(panels), 7.2), squeeze=False, sharex=True,
+                            layout="constrained")  # each panel its own log scale: style losses span 1e0-1e3
+    for j, value in enumerate(panels):
+        jobs = df[_is(df[panels_key], value)]
+        title = _layers_label(jobs.iloc[0], panels_key).replace("\n", ", ") if panels_key in LAYER_KEYS and len(jobs) \
+            else _value_label(panels_key, value, _format(df, panels_key))
+        axs[0][j].set_title(title, fontsize=9)
+        for _, job in jobs.iterrows():
+            h = _history(sweep_dir, job)
+            if h is None:
+                continue
+            shade = next((v for v in shades if _is(pd.Series([job[colour_key]]), v).iloc[0]), None)
+            for i, col in enumerate(LOSSES):
+                _curve(axs[i][j], h, col, job, color=colour.get(shade, "0.5"), label=_value_label(colour_key, shade, fmt))
+    drawn = any(a.lines for a in axs.flat)
+    for i, col in enumerate(LOSSES):
+        axs[i][0].set_ylabel(col.replace("_", " "), fontsize=9)
+        for ax in axs[i]:
+            _finish(ax, col, drawn)
+    for ax in axs[-1]:
+        ax.set_xlabel("iteration", fontsize=9)
+    legend = {}
+    for ax in axs.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    labels = [_value_label(colour_key, v, fmt) for v in shades if _value_label(colour_key, v, fmt) in legend]
+    if labels:
+        fig.legend([legend[label] for label in labels], labels, loc="outside lower center", ncol=len(labels),
+                   fontsize=9, frameon=False)
+    fig.suptitle(f"loss per iteration: columns {key_label(panels_key)}, colour {key_label(colour_key)}"
+                 + (f"; {held}" if held else ""), fontsize=10)
     return _save(fig, sweep_dir / "losses")
 
 

@@ -85,7 +85,8 @@ def release(out: Path | None = None) -> None:
 def discard_new(out: Path, since: float, log_name: str) -> bool:
     """Remove what Hydra wrote since `since` for a run refused before its job ran (its .hydra/ and its log,
     `log_name`), and the directory where nothing else is left in it; only a directory this process holds. False
-    (nothing removed) for one with anything else in it: a refused run leaves nothing behind, and takes nothing."""
+    (nothing removed) for one with anything else in it: a refused run leaves nothing behind, and takes nothing.
+    Empty folders above it, up to the working directory, go too."""
     out = Path(out)
     if HELD.get(str(out), -1) < 0:  # another process's, or not claimed: not ours to remove
         return False
@@ -103,6 +104,14 @@ def discard_new(out: Path, since: float, log_name: str) -> bool:
         out.rmdir()
     except OSError:
         return False
+    cwd = Path.cwd().resolve()
+    for parent in out.resolve().parents:  # outputs/transfer/, outputs/: Hydra made them for this run; an empty
+        if parent == cwd or cwd not in parent.parents:  # one of an earlier run goes too (it held nothing)
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty: another run's
+            break
     return True
 
 

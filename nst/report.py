@@ -220,16 +220,19 @@ NULL = "null"  # a null axis value in the pivots, as typed
 
 
 def counts(df: pd.DataFrame, started: float | None, run: str | None = None) -> str:
-    """"25 jobs: 20 done, 3 skipped (finished earlier), 2 failed" from the status column; with `run` (this command's
-    $NST_RUN), jobs another run of the sweep finished meanwhile are "done by another run"."""
-    status = df["status"].copy().replace({"running": "running in another process"})
-    if started is not None:
-        ok = status == "ok"
-        earlier = ok & (pd.to_numeric(df["finished_at"], errors="coerce") < started)
-        other = ok & ~earlier & df["run"].notna() & (df["run"] != run) if run and "run" in df else ok & False
-        status = status.where(~ok, "done").mask(earlier, "skipped (finished earlier)").mask(other,
-                                                                                            "done by another run")
-    return f"{len(df)} job{'s' * (len(df) != 1)}: " + ", ".join(f"{n} {s}" for s, n in status.value_counts().items())
+    """"25 jobs: 23 ok, 2 failed" in report.csv's status words (the `report` command's summary, with or without
+    --all); with `started` (when the command that ran the sweep began) and `run` (its $NST_RUN), what that command
+    did with its ok jobs: "; this run: 20 done, 3 skipped (finished earlier), 2 done by another run"."""
+    status = df["status"].replace({"running": "running in another process"})
+    line = f"{len(df)} job{'s' * (len(df) != 1)}: " + ", ".join(f"{n} {s}" for s, n in status.value_counts().items())
+    ok = df["status"] == "ok"
+    if started is None or not ok.any():
+        return line
+    earlier = ok & (pd.to_numeric(df["finished_at"], errors="coerce") < started)
+    other = ok & ~earlier & df["run"].notna() & (df["run"] != run) if run and "run" in df else ok & False
+    did = pd.Series("done", index=df.index)[ok].mask(earlier, "skipped (finished earlier)").mask(
+        other, "done by another run")
+    return f"{line}; this run: " + ", ".join(f"{n} {s}" for s, n in did.value_counts().items())
 
 
 def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,

@@ -1,6 +1,7 @@
 """Other torchvision backbones (seeded random weights, nothing is downloadable) through the conv-index scheme."""
 import pandas as pd
 import pytest
+from PIL import Image
 import torch
 import torchvision
 
@@ -68,4 +69,5 @@ def test_layer_scan_over_every_conv_index(resnet_file, tmp_path):
     assert list(report["content_layers"]) == list(range(20))
     assert report["content_layer_names"].iloc[7] == "layer2.0.downsample.1"  # seed: taps before the ReLU
     assert report["content_psnr"].notna().all()
-    assert (tmp_path / "strip.png").is_file()
+    width, height = Image.open(tmp_path / "strip.png").size  # 20 images on rows of 6: 4,447 px wide in one row
+    assert width < 2000 and height > width / 2, (width, height)

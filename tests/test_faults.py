@@ -123,7 +123,7 @@ def test_a_record_that_lies_is_not_ok_for_the_report_the_exit_status_or_resume(t
 
     r = sweep(sweep_dir)  # resume redoes exactly the four
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "5 jobs: 4 done, 1 skipped (finished earlier)" in r.stdout.splitlines(), r.stdout
+    assert "5 jobs: 5 ok; this run: 4 done, 1 skipped (finished earlier)" in r.stdout.splitlines(), r.stdout
     assert outputs(job(sweep_dir, 5)) == kept
     code, df, said = report_statuses(sweep_dir)
     assert code == 0 and set(df["status"]) == {"ok"} and list(df["beta"]) == [1.0, 2.0, 3.0, 4.0, 5.0], said

@@ -42,7 +42,7 @@ def test_a_sweep_written_before_the_schema_resumes_without_redoing_a_job(tmp_pat
     r = run_app("experiments.transfer", "-m", "size=24", "steps=2", "progress=false", "beta=1e2,1e3",
                 f"hydra.sweep.dir={sweep}")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "2 jobs: 2 skipped (finished earlier)" in r.stdout, r.stdout[-2000:]
+    assert "2 jobs: 2 ok; this run: 2 skipped (finished earlier)" in r.stdout, r.stdout[-2000:]
     assert {name: (sweep / name / "result.png").read_bytes() for name in before} == before
     ours, theirs = pd.read_csv(sweep / "report.csv"), pd.read_csv(DATA / "report.csv")
     # the same report, and the column of a key added since (`method`) with the value the old jobs ran with

@@ -164,6 +164,6 @@ def test_an_interpolated_override_names_its_directory_as_the_report_does(tmp_pat
     sweep = tmp_path / "sweep"
     r = run_app("experiments.transfer", "-m", *TINY, "beta=1e2,1e3", "content=${embedded:grace_hopper}",
                 f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert r.returncode == 0 and "2 jobs: 2 done" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.returncode == 0 and "2 jobs: 2 ok; this run: 2 done" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
     report = pd.read_csv(sweep / "report.csv")
     assert set(report["status"]) == {"ok"} and all("content=embedded_grace_hopper~" in j for j in report["job"])

@@ -127,10 +127,10 @@ def test_a_third_key_swept_with_null_is_held_at_null():
 
 
 def test_loss_curves_of_forty_jobs_are_told_apart():
-    from nst.figures import line_style
+    from nst.figures import job_colours
 
-    styles = [tuple(line_style(k).values()) for k in range(40)]
-    assert len(set(styles)) == 40 and len({s[0] for s in styles[:10]}) == 10
+    assert len(set(job_colours(10))) == 10 and len(set(job_colours(40))) == 40
+    assert job_colours(40)[0] != job_colours(40)[-1] and job_colours(3) == ["C0", "C1", "C2"]
 
 
 def test_report_all_stale_tables_and_figures_and_unreadable_inputs(tmp_path, capsys):
@@ -199,7 +199,7 @@ def test_two_reports_concatenate_and_group_by_their_layer_sets(tmp_path):
 
 def test_text_axes_keep_the_sweeps_order_and_labels_tell_values_apart():
     """Fig. 2's paintings came out A-Z (panels F, B, C, D); β 1000, 1250, 1500 were labelled 1e+03, 1e+03, 2e+03."""
-    from nst.figures import _value_label
+    from nst.figures import _value_label, axis_format
 
     fig2 = ["shipwreck", "starry_night", "the_scream", "composition_vii"]  # conf/experiment/paper_fig2.yaml
     assert report.in_order(fig2 + fig2[::-1]) == fig2
@@ -207,8 +207,14 @@ def test_text_axes_keep_the_sweeps_order_and_labels_tell_values_apart():
     assert report.in_order([1e4, 1e2, 1e3]) == [1e2, 1e3, 1e4]
     df = pd.DataFrame({"painting": fig2[::-1] + fig2, "beta": [1.0] * 4 + [2.0] * 4})
     assert list(df.sort_values(["beta", "painting"], key=report.order)["painting"][4:]) == fig2[::-1]
-    assert [_value_label("beta", b) for b in (1000.0, 1250.0, 1500.0, 199999.99999999997, 0.5)] == \
-        ["β = 1e+03", "β = 1250", "β = 1500", "β = 2e+05", "β = 0.5"]
+    betas = (1000.0, 1250.0, 1500.0, 199999.99999999997, 0.5)
+    assert [_value_label("beta", b, axis_format(betas)) for b in betas] == \
+        ["β = 1e+03", "β = 1.25e+03", "β = 1.5e+03", "β = 2e+05", "β = 5e-01"]
+    # one format per axis: `β = 100` beside `1e+03`, `1e-05` beside `0.01` were two
+    assert [axis_format([1e2, 1e3])(b) for b in (1e2, 1e3)] == ["1e+02", "1e+03"]
+    ratios = [1e-5, 1e-4, 1e-3, 1e-2]
+    assert [axis_format(ratios)(r) for r in ratios] == ["1e-05", "1e-04", "1e-03", "1e-02"]
+    assert [axis_format([0.1, 0.5, 2.0])(v) for v in (0.1, 0.5, 2.0, None)] == ["0.1", "0.5", "2", "null"]
 
 
 def test_an_axis_with_nulls_orders_them_and_keeps_them():
