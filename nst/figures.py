@@ -278,7 +278,7 @@ def _loss_panels(df: pd.DataFrame, sweep_dir: Path, panels_key: str, colour_key:
             h = _history(sweep_dir, job)
             if h is None:
                 continue
-            shade = next((v for v in shades if _is(pd.Series([job[colour_key]]), v).iloc[0]), None)
+            shade = None if pd.isna(job[colour_key]) else job[colour_key]  # an axis value, as axis_values has it
             for i, col in enumerate(LOSSES):
                 _curve(axs[i][j], h, col, job, color=colour.get(shade, "0.5"), label=_value_label(colour_key, shade, fmt))
     drawn = any(a.lines for a in axs.flat)
