@@ -1,13 +1,14 @@
 """What a running job (or a decoder's training) shows, fed by nst.run's progress callback: a tqdm bar per scale on a terminal; where stderr
-is not one (a log file, a pipe), a plain line at most every LINE_SECONDS and at each scale's end, without the
-carriage returns that filled a redirected log of the default grid with 390 KB of bars."""
+is not one (a log file, a pipe), a plain line FIRST_SECONDS into each scale (the log shows it runs, and how fast),
+then at most every LINE_SECONDS, and at the scale's end; without the carriage returns that filled a redirected
+log of the default grid with 390 KB of bars."""
 from __future__ import annotations
 
 import sys
 import time
 from typing import Any
 
-LINE_SECONDS = 10.0
+FIRST_SECONDS, LINE_SECONDS = 1.0, 10.0  # our choice
 
 
 class Bars:
@@ -38,7 +39,7 @@ class Bars:
         if self.size != size:
             if self.done is not None:  # the scale before stopped early: its last line
                 self._print()
-            self.size, self.last = size, now
+            self.size, self.last = size, now - LINE_SECONDS + FIRST_SECONDS
         self.done = (size, steps, p)
         if now - self.last >= LINE_SECONDS or p.iteration >= steps:
             self.last = now

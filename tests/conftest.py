@@ -178,6 +178,10 @@ def run_app(module: str, *args: str, cwd: Path = ROOT) -> Ran:
                 from experiments.report import cli
 
                 code = cli(list(args), draw=name == "figures")
+            elif name == "fetch_images":
+                from experiments.fetch_images import main
+
+                code = main(list(args))
             elif name == "train_decoder":  # a Hydra app of its own, not a job's
                 from experiments.train_decoder import entry as train
 
