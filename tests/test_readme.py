@@ -59,6 +59,7 @@ def places(tmp_path_factory):
     g = torch.Generator().manual_seed(0)
     for k in range(3):
         Image.fromarray((torch.rand(32, 40, 3, generator=g) * 255).byte().numpy()).save(images / f"{k}.png")
+    torch.manual_seed(1)
     torch.save(torchvision.models.resnet18().state_dict(), root / "resnet18.pth")
     sweep = root / "sweep"
     ran = run_app("experiments.transfer", "-m", "beta=1e3,1e4", "debug=tiny", f"hydra.sweep.dir={sweep}")
@@ -97,8 +98,10 @@ def test_a_readme_command_runs_as_written(command, places, tmp_path, monkeypatch
     assert "Traceback" not in said and "error:" not in said, said[-3000:]
     last = ran.stdout.strip().splitlines()[-1]
     if entry in HYDRA_ENTRIES and (out / "report.csv").is_file():  # a sweep: every job ok, its figures named
-        assert (pd.read_csv(out / "report.csv")["status"] == "ok").all()
+        report = pd.read_csv(out / "report.csv")
+        assert (report["status"] == "ok").all()
         assert last.startswith("figures: ") and str(out) in last, last
+        promised(entry, words, report, out)
     elif entry in HYDRA_ENTRIES:
         assert last == f"result: {out / 'result.png'} (metrics.json, history.csv beside it)"
         assert (out / "result.png").is_file()
@@ -108,6 +111,18 @@ def test_a_readme_command_runs_as_written(command, places, tmp_path, monkeypatch
         assert places["SWEEP_DIR"] in said and (entry == "report" or "figures: " in last), said
     else:
         assert last.startswith("images in ") and str(tmp_path / "images") in last, last
+
+
+def promised(entry: str, words: list[str], report: pd.DataFrame, out) -> None:
+    """What the Commands table says a sweep gives, beyond ending well: the grid's axis narrowed by an override, a
+    layer scan's job per conv index with its content PSNR and a strip on rows of 6."""
+    if entry == "grid" and "beta=1e3,1e5" in words:
+        assert pd.read_csv(out / "pivot_style_loss.csv", index_col=0).shape == (5, 2)
+    if entry == "layer_scan" and "arch=resnet18" in words:  # ResNet18's 20 conv indices
+        assert list(report["content_layers"]) == list(range(20)) and report["content_psnr"].notna().all()
+        assert report["content_layer_names"].iloc[7] == "layer2.0.downsample.1"  # seed: taps before the ReLU
+        width, height = Image.open(out / "strip.png").size  # 20 images on rows of 6: 4,447 px wide in one row
+        assert width < 2000 and height > width / 2, (width, height)
 
 
 def test_every_command_is_typed_for_the_readme_install():
