@@ -20,6 +20,8 @@ log = logging.getLogger("nst")
 MULTIRUN_FILE = "multirun.yaml"  # written by Hydra into the sweep directory when a multirun starts
 # launchers whose jobs run on other machines: their devices, memory and files are checked there, not here
 REMOTE_LAUNCHERS = ("hydra_plugins.nst_slurm_launcher.",)
+# sweep directories whose every swept value first_error composed: the sweeper composes their jobs only at launch
+COMPOSED: set[str] = set()
 
 
 def expand(config: DictConfig) -> list[list[str]]:
@@ -66,6 +68,7 @@ def check_sweep(config: DictConfig) -> None:
     except Exception as e:
         log.debug("the sweep's directories were not checked before it started: %s: %s", type(e).__name__, e)
         shared = None
+    COMPOSED.discard(str(config.hydra.sweep.dir))
     if shared is not None:
         raise JobFailed(shared)
     try:
@@ -88,6 +91,7 @@ def check_sweep(config: DictConfig) -> None:
         log.setLevel(level)
     if first is not None:
         raise JobFailed(first, before_sweep=True)  # a BaseException: Hydra turns a callback's Exception into a warning
+    COMPOSED.add(str(config.hydra.sweep.dir))
 
 
 def shared_directory(config: DictConfig) -> BaseException | None:

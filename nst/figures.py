@@ -110,8 +110,8 @@ def _save(fig, out: Path) -> list[Path]:
     """out.png and out.pdf, each written atomically (a full disk names the file and leaves no partial one)."""
     paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
     try:
-        # the layout and the tight box computed once, at the files' dpi, not again in each savefig; with the PDF's
-        # images unresampled, a tiny 25-job grid's report and figures took 4.0 s, not 6.0 s (2-core EPYC)
+        # the constrained layout and the tight box computed once, at the files' dpi, not again in each savefig; with
+        # the PDF's images unresampled, a tiny 25-job grid's report and figures took 4.0 s, not 6.0 s (2-core EPYC)
         fig.set_dpi(150)
         fig.canvas.draw()
         fig.set_layout_engine("none")

@@ -26,13 +26,14 @@ from typing import Any
 import pytest
 
 from nst.assets import embedded
+from nst import fetch
 from nst.fetch import default_images_root
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = Path(os.path.abspath(default_images_root(cwd=ROOT)))
 TUBINGEN = IMAGES / "content" / "tubingen.jpg"  # the paper's images: only in tests marked paper_images
 COMPOSITION_VII = IMAGES / "style" / "composition_vii.jpg"
-PAPER_IMAGES = (TUBINGEN, COMPOSITION_VII)
+PAPER_IMAGES = tuple(IMAGES / image.path for image in fetch.PAPER_IMAGES)  # all five: the presets read them all
 CONTENT = embedded("grace_hopper")  # embedded: every other test
 STYLE = embedded("kandinsky")
 
@@ -164,7 +165,7 @@ def run_app(module: str, *args: str, cwd: Path = ROOT) -> Ran:
     name = module.rpartition(".")[2]
     saved = (os.getcwd(), sys.argv, os.environ.get("HYDRA_FULL_ERROR"), signal.getsignal(signal.SIGTERM),
              signal.getsignal(signal.SIGINT), torch.get_num_threads(), logging.getLogger().handlers[:],
-             logging.getLogger().level)
+             logging.getLogger().level, signal.getsignal(signal.SIGHUP))  # fetch_images handles SIGHUP too
     for cached in (inputs.cached_image, inputs.native_size, inputs.images, inputs.targets):
         cached.cache_clear()  # a test may rewrite an image in place; the backbones stay loaded
     out, err, code = io.StringIO(), io.StringIO(), 0
@@ -199,6 +200,7 @@ def run_app(module: str, *args: str, cwd: Path = ROOT) -> Ran:
             os.environ["HYDRA_FULL_ERROR"] = saved[2]
         signal.signal(signal.SIGTERM, saved[3])
         signal.signal(signal.SIGINT, saved[4])
+        signal.signal(signal.SIGHUP, saved[8])
         torch.set_num_threads(saved[5])
         root = logging.getLogger()
         for handler in root.handlers[:]:

@@ -1,6 +1,7 @@
 """The README's commands as it writes them: every command of its Commands table and its preset block, read from
 README.md and run from the repository root at tiny sizes (debug=tiny), each placeholder (SWEEP_DIR, DIR, FILE,
-a.jpg,b.jpg) given a real one, each optional part ([--all]) included, each ending with where its outputs are."""
+a.jpg,b.jpg) given a real one, each optional part ([--all]) included (the forms without it are not run here), each
+ending with where its outputs are."""
 import os
 import re
 import shlex
@@ -52,7 +53,7 @@ COMMANDS = readme_commands()
 @pytest.fixture(scope="module")
 def places(tmp_path_factory):
     """Real files for the README's placeholders: a folder of images (DIR), ResNet18 weights (FILE), two style
-    images (a.jpg,b.jpg) and a 2-job sweep, the Commands table's own `-m beta=1e3,1e4` example (SWEEP_DIR)."""
+    images (a.jpg,b.jpg) and the sweep of the Commands table's own `-m beta=1e3,1e4 loss=seed,paper` (SWEEP_DIR)."""
     root = tmp_path_factory.mktemp("readme")
     images = root / "images"
     images.mkdir()
@@ -62,7 +63,7 @@ def places(tmp_path_factory):
     torch.manual_seed(1)
     torch.save(torchvision.models.resnet18().state_dict(), root / "resnet18.pth")
     sweep = root / "sweep"
-    ran = run_app("experiments.transfer", "-m", "beta=1e3,1e4", "debug=tiny", f"hydra.sweep.dir={sweep}")
+    ran = run_app("experiments.transfer", "-m", "beta=1e3,1e4", "loss=seed,paper", "debug=tiny", f"hydra.sweep.dir={sweep}")
     assert ran.returncode == 0, ran.stderr[-2000:]
     return {"DIR": str(images), "FILE": str(root / "resnet18.pth"), "SWEEP_DIR": str(sweep),
             "a.jpg,b.jpg": f"{images / '0.png'},{images / '1.png'}"}

@@ -1,8 +1,9 @@
-"""The default sweeper: Hydra's basic sweeper without its own composition of every job before the launch
-(`validate_batch_is_legal`). The launch composes each job anyway, and experiments.sweeps.first_error has already
-composed one job for each value of each swept key before the sweep began (the errors that check caught: a typo'd
-key, a missing group option, a value of the wrong type), and hydra/launcher=slurm, which that check leaves alone,
-composes every job before it submits any. Measured: a tiny 10-job grid, 0.12 s a job less.
+"""The default sweeper: Hydra's basic sweeper, without its composition of every job before the launch
+(`validate_batch_is_legal`) where experiments.sweeps.check_sweep has composed one job for each value of each swept
+key (first_error: a typo'd key, a missing group option, a value of the wrong type are refused there, before any job
+runs); the launch composes each job anyway. Where that check did not run to its end (hydra/launcher=slurm, which it
+leaves alone; an error in the check itself), Hydra's check runs as before. Measured: 0.12 s a job less (a tiny
+10-job grid, 2-core EPYC).
 
 No `from __future__ import annotations` here: Hydra loads this module outside sys.modules (as the launchers)."""
 from dataclasses import dataclass
@@ -24,7 +25,11 @@ ConfigStore.instance().store(group="hydra/sweeper", name="composed_once", node=C
 
 
 class ComposedOnceSweeper(BasicSweeper):
-    """BasicSweeper, each job composed once: at its launch."""
+    """BasicSweeper; a checked sweep's jobs are composed at their launch only."""
 
-    def validate_batch_is_legal(self, batch: List[List[str]]) -> None:  # noqa: D102 (see the module's docstring)
-        return None
+    def validate_batch_is_legal(self, batch: List[List[str]]) -> None:
+        """Hydra's check of the batch, unless experiments.sweeps has checked this sweep (the module's docstring)."""
+        from experiments.sweeps import COMPOSED
+
+        if str(self.config.hydra.sweep.dir) not in COMPOSED:
+            super().validate_batch_is_legal(batch)
