@@ -66,8 +66,6 @@ def values(cfg: DictConfig, prefix: str = "") -> dict[str, str]:
     """{dotted key: its value as shown}: resolved where it resolves, else as written; `???` where required."""
     out = {}
     for key in cfg:
-        if not prefix and key == "hydra":
-            continue
         name = f"{prefix}{key}"
         if OmegaConf.is_missing(cfg, key):
             out[name] = "??? (required)"
@@ -86,23 +84,24 @@ def text(root: DictConfig) -> str:
     """The help of the entry whose composed config (Hydra's included) is `root`."""
     config_name = root.hydra.job.config_name
     entry = "transfer" if config_name == "config" else config_name
+    files = sources(config_name)
+    runtime_choices = OmegaConf.select(root, "hydra.runtime.choices") or {}
     key_notes, group_notes = {}, {}
-    for path in sources(config_name):
+    for path in files:
         keys, groups = notes(path)
         key_notes, group_notes = keys | key_notes, groups | group_notes
-    for group, option in (OmegaConf.select(root, "hydra.runtime.choices") or {}).items():
+    for group, option in runtime_choices.items():
         if option and "/" not in group:  # optimizer=lbfgs: its file's keys, as optimizer.lr ...
             key_notes |= {f"{group}.{k}": v for k, v in notes(CONF / group / f"{option}.yaml")[0].items()}
     sweep = root.hydra.mode is not None and str(root.hydra.mode).endswith("MULTIRUN")
     lines = [f"python -m experiments.{entry} [key=value ...]"
              + (" (a sweep: it always runs as -m)" if sweep else " (one job; -m key=a,b sweeps)"), "",
-             header(sources(config_name)[0]), ""]
+             header(files[0]), ""]
     axes = OmegaConf.select(root, "hydra.sweeper.params") or {}
     if axes:
         lines += ["== Sweep axes (one job per combination; key=a,b narrows an axis) ==",
                   *(f"  {k} = {v}" for k, v in axes.items()), ""]
-    choices = {g: o for g, o in (OmegaConf.select(root, "hydra.runtime.choices") or {}).items()
-               if "/" not in g and g not in refused_groups(config_name)}
+    choices = {g: o for g, o in runtime_choices.items() if "/" not in g and g not in refused_groups(config_name)}
     if choices:
         lines.append("== Config groups (group=option) ==")
         for group, option in choices.items():

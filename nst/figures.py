@@ -22,6 +22,7 @@ from nst.report import axes, axis_values, held_text, order, plane  # noqa: E402
 from nst.sweep import NAMES_COLUMNS  # noqa: E402
 
 CELL = 1.9  # inches per image column
+DPI = 150  # of the PNGs (and the layout both files share)
 
 
 def _plain(value) -> str:
@@ -41,13 +42,16 @@ def axis_format(values) -> Callable[[object], str]:
     """One number format for all the values of an axis (β = 100 beside 1e+03, 1e-05 beside 0.01 was two): where
     one needs it (|v| >= 1e3 or < 1e-2), every number in scientific notation with the digits that tell them apart
     (1e+03, 1.25e+03), else four significant digits."""
-    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and not math.isnan(v) and v]
+    numbers = [float(v) for v in values if _nonzero_number(v)]
     if not any(abs(v) >= 1e3 or abs(v) < 1e-2 for v in numbers):
         return _plain
     digits = next((d for d in range(7) if all(abs(float(f"{v:.{d}e}") - v) <= 1e-9 * abs(v) for v in numbers)), 6)
-    return lambda v: _scientific(float(v), digits) if isinstance(v, (int, float)) and not isinstance(v, bool) \
-        and not math.isnan(v) and v else _plain(v)
+    return lambda v: _scientific(float(v), digits) if _nonzero_number(v) else _plain(v)
+
+
+def _nonzero_number(value) -> bool:
+    """A number that scientific notation can show: not a bool, NaN (an unset option) or 0."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value) and value != 0
 
 
 def _value_label(key: str, value, fmt: Callable[[object], str] = _plain) -> str:
@@ -112,14 +116,14 @@ def _save(fig, out: Path) -> list[Path]:
     try:
         # the constrained layout and the tight box computed once, at the files' dpi, not again in each savefig; with
         # the PDF's images unresampled, a tiny 25-job grid's report and figures took 4.0 s, not 6.0 s (2-core EPYC)
-        fig.set_dpi(150)
+        fig.set_dpi(DPI)
         fig.canvas.draw()
         fig.set_layout_engine("none")
         box = fig.get_tightbbox().padded(0.1)  # savefig's pad_inches default
-        atomic_write(paths[0], lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches=box))
+        atomic_write(paths[0], lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches=box))
         for image in fig.findobj(AxesImage):  # the PDF holds each image at its own resolution, not resampled
             image.set_interpolation("none")
-        atomic_write(paths[1], lambda tmp: fig.savefig(tmp, format="pdf", dpi=150, bbox_inches=box))
+        atomic_write(paths[1], lambda tmp: fig.savefig(tmp, format="pdf", dpi=DPI, bbox_inches=box))
     finally:
         plt.close(fig)
     return paths
@@ -233,7 +237,13 @@ def _finish(ax, col: str, any_lines: bool) -> None:
 def job_colours(n: int) -> list:
     """The colours of n jobs' curves along one axis: matplotlib's ten where they suffice, else a sequential map in
     the axis's order (a 25-job grid had three jobs to each of ten colours; a layer scan reads shallow to deep)."""
-    return [f"C{k}" for k in range(n)] if n <= 10 else [plt.get_cmap("viridis")(k / (n - 1) * 0.9) for k in range(n)]
+    return [f"C{k}" for k in range(n)] if n <= 10 else _shades(n)
+
+
+def _shades(n: int) -> list:
+    """n colours of viridis in order, dark to light, without its last pale yellow (0.9 of the map)."""
+    cmap = plt.get_cmap("viridis")
+    return [cmap(k / max(1, n - 1) * 0.9) for k in range(n)]
 
 
 def losses(df: pd.DataFrame, sweep_dir: str | Path) -> list[Path]:
@@ -273,15 +283,14 @@ def _loss_panels(df: pd.DataFrame, sweep_dir: Path, panels_key: str, colour_key:
     """A row per loss (total, content, style), a column per value of `panels_key`, a colour per value of
     `colour_key` (sequential, in the axis's order), one legend."""
     panels, shades = axis_values(df, panels_key), axis_values(df, colour_key)
-    fmt = _format(df, colour_key)
-    cmap = plt.get_cmap("viridis")
-    colour = {v: cmap(k / max(1, len(shades) - 1) * 0.9) for k, v in enumerate(shades)}  # 0.9: no pale yellow
+    fmt, panel_fmt = _format(df, colour_key), _format(df, panels_key)
+    colour = dict(zip(shades, _shades(len(shades))))
     fig, axs = plt.subplots(3, len(panels), figsize=(3.2 * len(panels), 7.2), squeeze=False, sharex=True,
                             layout="constrained")  # each panel its own log scale: style losses span 1e0-1e3
     for j, value in enumerate(panels):
         jobs = df[_is(df[panels_key], value)]
         title = _layers_label(jobs.iloc[0], panels_key).replace("\n", ", ") if panels_key in LAYER_KEYS and len(jobs) \
-            else _value_label(panels_key, value, _format(df, panels_key))
+            else _value_label(panels_key, value, panel_fmt)
         axs[0][j].set_title(title, fontsize=9)
         for _, job in jobs.iterrows():
             h = _history(sweep_dir, job)

@@ -224,7 +224,7 @@ def counts(df: pd.DataFrame, started: float | None, run: str | None = None) -> s
     --all); with `started` (when the command that ran the sweep began) and `run` (its $NST_RUN), what that command
     did with its ok jobs: "; this run: 20 done, 3 skipped (finished earlier), 2 done by another run"."""
     status = df["status"].replace({"running": "running in another process"})
-    line = f"{len(df)} job{'s' * (len(df) != 1)}: " + ", ".join(f"{n} {s}" for s, n in status.value_counts().items())
+    line = f"{len(df)} job{'s' * (len(df) != 1)}: {_tally(status)}"
     ok = df["status"] == "ok"
     if started is None or not ok.any():
         return line
@@ -232,7 +232,12 @@ def counts(df: pd.DataFrame, started: float | None, run: str | None = None) -> s
     other = ok & ~earlier & df["run"].notna() & (df["run"] != run) if run and "run" in df else ok & False
     did = pd.Series("done", index=df.index)[ok].mask(earlier, "skipped (finished earlier)").mask(
         other, "done by another run")
-    return f"{line}; this run: " + ", ".join(f"{n} {s}" for s, n in did.value_counts().items())
+    return f"{line}; this run: {_tally(did)}"
+
+
+def _tally(words: pd.Series) -> str:
+    """"4 ok, 1 failed": how many of each word, the most frequent first."""
+    return ", ".join(f"{n} {word}" for word, n in words.value_counts().items())
 
 
 def write(sweep_dir: str | Path, jobs: dict[str, list[str]] | None = None, *,
